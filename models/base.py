@@ -1,0 +1,113 @@
+"""Narrow engine interfaces shared by every model family.
+
+Engines know nothing of Ray or WebSockets. Deployments wrap them; tests drive them on WAV files.
+Audio crosses these interfaces as numpy arrays: float32 mono in [-1, 1] at the engine's native
+rate (16 kHz for ASR and VAD, the TTS engine's own rate for output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None
+    audio_seconds: float
+    words: tuple[Word, ...] = ()
+    decode_seconds: float = 0.0
+
+
+class AsrEngine(Protocol):
+    name: str
+
+    def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                   prompt: str | None = None) -> Transcript: ...
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One LLM call. `messages` are OpenAI chat-completions dicts (role/content, tool_calls...)."""
+
+    messages: list[dict[str, Any]]
+    tools: tuple[ToolSpec, ...] = ()
+    # "auto" | "none" | "required" | a tool name (forced)
+    tool_choice: str = "auto"
+    temperature: float = 0.8
+    max_tokens: int | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class LlmDelta:
+    """One streamed piece of an LLM answer.
+
+    kind "text": `text` is the next piece of spoken text.
+    kind "tool_call": a complete function call (`name`, `arguments` as a JSON string).
+    kind "done": the last item; carries token usage and the finish reason.
+    """
+
+    kind: Literal["text", "tool_call", "done"]
+    text: str = ""
+    name: str = ""
+    arguments: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: Literal["stop", "length", "tool_call", ""] = ""
+
+
+class LlmEngine(Protocol):
+    name: str
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]: ...
+
+    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Prefill `messages` so a later request sharing the prefix starts fast."""
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """A piece of synthesized speech and the words it contains, timed from its own start."""
+
+    audio: np.ndarray  # float32 mono at `sample_rate`
+    sample_rate: int
+    text: str
+    words: tuple[Word, ...] = field(default_factory=tuple)
+
+
+class TtsEngine(Protocol):
+    name: str
+    sample_rate: int
+    voices: tuple[str, ...]
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> SpeechChunk: ...
+
+
+class VadModel(Protocol):
+    """Streaming voice-activity model: one call per fixed window of 16 kHz audio."""
+
+    window_samples: int
+
+    def reset(self) -> None: ...
+
+    def probability(self, window_16k: np.ndarray) -> float: ...

@@ -1,0 +1,142 @@
+"""Fakes for unit tests of the session layer: an energy VAD, a scripted pipeline, a transport."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript, Word
+from voxserve.session.realtime import RealtimeSession, SessionDefaults
+
+
+class EnergyVad:
+    """Speech probability 1.0 when a window's RMS is above 0.02 (tones in tests), else 0."""
+
+    window_samples = 512
+
+    def reset(self) -> None:
+        pass
+
+    def probability(self, window_16k: np.ndarray) -> float:
+        return 1.0 if float(np.sqrt(np.mean(window_16k ** 2))) > 0.02 else 0.0
+
+
+class FakePipeline:
+    def __init__(self, tokens: Sequence[str] = ("Hello ", "there, ", "nice ", "to ", "meet ", "you."),
+                 token_delay: float = 0.0, transcript: str = "hi there",
+                 tool_call: tuple[str, str] | None = None) -> None:
+        self.tokens = list(tokens)
+        self.token_delay = token_delay
+        self.transcript = transcript
+        self.tool_call = tool_call
+        self.requests: list[ChatRequest] = []
+        self.spoken: list[str] = []
+        self.chat_cancelled = 0
+        self.speak_cancelled = 0
+        self.warmed = 0
+        self.fail_chat = False
+
+    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                         prompt: str | None = None) -> Transcript:
+        return Transcript(self.transcript, "en", audio_16k.size / 16000)
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:  # type: ignore[override]
+        self.requests.append(request)
+        if self.fail_chat:
+            raise RuntimeError("llm exploded")
+        try:
+            if self.tool_call is not None:
+                yield LlmDelta(kind="tool_call", name=self.tool_call[0], arguments=self.tool_call[1])
+            else:
+                for tok in self.tokens:
+                    if self.token_delay:
+                        await asyncio.sleep(self.token_delay)
+                    yield LlmDelta(kind="text", text=tok)
+            yield LlmDelta(kind="done", prompt_tokens=20, cached_tokens=10,
+                           completion_tokens=len(self.tokens), finish_reason="stop")
+        except (asyncio.CancelledError, GeneratorExit):
+            self.chat_cancelled += 1
+            raise
+
+    async def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[SpeechChunk]:  # type: ignore[override]
+        self.spoken.append(text)
+        try:
+            words = text.split()
+            dur = 0.25 * len(words)
+            t = np.arange(int(24000 * dur)) / 24000
+            audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+            timed = tuple(Word(w, 0.25 * i, 0.25 * (i + 1)) for i, w in enumerate(words))
+            yield SpeechChunk(audio, 24000, text, timed)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.speak_cancelled += 1
+            raise
+
+    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
+        self.warmed += 1
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.new_event = asyncio.Event()
+        self.closed: tuple[int, str] | None = None
+
+    async def receive(self) -> str | bytes | None:
+        return await self.inbox.get()
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+        self.new_event.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+        self.inbox.put_nowait(None)
+
+    def push(self, event: dict[str, Any] | str | bytes) -> None:
+        self.inbox.put_nowait(event if isinstance(event, (str, bytes)) else json.dumps(event))
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.sent]
+
+    async def wait_for(self, kind: str, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
+        async def _wait() -> dict[str, Any]:
+            while True:
+                hits = [e for e in self.sent if e["type"] == kind]
+                if len(hits) >= count:
+                    return hits[count - 1]
+                self.new_event.clear()
+                await self.new_event.wait()
+        return await asyncio.wait_for(_wait(), timeout)
+
+
+def defaults() -> SessionDefaults:
+    return SessionDefaults(system_prompt="You are a test.",
+                           voices={"alloy": "heart", "heart": "heart", "en-US-AvaNeural": "heart"})
+
+
+def tone_pcm16(seconds: float, rate: int = 24000, freq: float = 300.0, amp: float = 0.3) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2").tobytes()
+
+
+def silence_pcm16(seconds: float, rate: int = 24000) -> bytes:
+    return bytes(2 * int(rate * seconds))
+
+
+def append_event(pcm: bytes) -> dict[str, Any]:
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
+
+
+async def start_session(dialect, pipeline: FakePipeline | None = None):  # type: ignore[no-untyped-def]
+    pipeline = pipeline or FakePipeline()
+    session = RealtimeSession(dialect, pipeline, EnergyVad, defaults())
+    transport = FakeTransport()
+    task = asyncio.create_task(session.serve(transport))
+    await transport.wait_for("session.created")
+    return session, transport, pipeline, task

@@ -1,0 +1,232 @@
+"""The session state machine driven with fakes: VAD turns, responses, barge-in, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+import pytest
+
+from tests.unit.fakes import FakePipeline, append_event, silence_pcm16, start_session, tone_pcm16
+from voxserve.protocol.dialects import Dialect
+
+pytestmark = pytest.mark.unit
+
+
+async def _stop(transport, task) -> None:  # type: ignore[no-untyped-def]
+    transport.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_server_vad_turn_produces_the_p0_sequence_in_order() -> None:
+    session, tr, pipe, task = await start_session(Dialect.BETA)
+    tr.push(append_event(silence_pcm16(0.5) + tone_pcm16(1.0) + silence_pcm16(0.8)))
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    kinds = tr.types()
+    order = ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+             "input_audio_buffer.committed", "conversation.item.created", "response.created",
+             "response.output_item.added", "response.content_part.added",
+             "response.audio_transcript.delta", "response.audio.delta", "response.audio.done",
+             "response.audio_transcript.done", "response.content_part.done",
+             "response.output_item.done", "response.done"]
+    positions = [kinds.index(k) for k in order]
+    assert positions == sorted(positions), kinds
+    started = tr.sent[kinds.index("input_audio_buffer.speech_started")]
+    stopped = tr.sent[kinds.index("input_audio_buffer.speech_stopped")]
+    # tone starts at 500 ms; prefix padding 300 ms; the VAD needs ~100 ms to confirm
+    assert 150 <= started["audio_start_ms"] <= 260
+    assert 1450 <= stopped["audio_end_ms"] <= 1600
+    assert started["item_id"] == stopped["item_id"]
+    transcript = tr.sent[kinds.index("response.audio_transcript.done")]["transcript"]
+    assert transcript == "Hello there, nice to meet you."
+    usage = done["response"]["usage"]
+    assert usage["input_tokens"] == 20 and usage["input_token_details"]["cached_tokens"] == 10
+    # the LLM saw the user's words
+    assert pipe.requests[0].messages[-1] == {"role": "user", "content": "hi there"}
+    await _stop(tr, task)
+
+
+async def test_ga_dialect_renames_events_and_splits_item_created() -> None:
+    session, tr, pipe, task = await start_session(Dialect.GA)
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    await tr.wait_for("response.done")
+    kinds = set(tr.types())
+    assert {"response.output_audio.delta", "response.output_audio_transcript.done",
+            "conversation.item.added", "conversation.item.done"} <= kinds
+    assert not kinds & {"response.audio.delta", "conversation.item.created"}
+    item_done = [e for e in tr.sent if e["type"] == "response.output_item.done"][0]
+    assert item_done["item"]["content"][0]["type"] == "output_audio"
+    await _stop(tr, task)
+
+
+async def test_barge_in_cancels_response_and_stops_audio() -> None:
+    pipe = FakePipeline(tokens=[f"word{i}. " for i in range(200)], token_delay=0.02)
+    session, tr, _, task = await start_session(Dialect.VOICE_LIVE, pipe)
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    await tr.wait_for("response.audio.delta")
+    tr.push(append_event(tone_pcm16(0.4)))
+    started = await tr.wait_for("input_audio_buffer.speech_started", 2)
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+    assert done["response"]["output"][0]["status"] == "incomplete"
+    kinds = tr.types()
+    i_done = kinds.index("response.done")
+    assert kinds.index("input_audio_buffer.speech_started", kinds.index("response.created")) < i_done
+    # no audio of the cancelled response after its done
+    rid = done["response"]["id"]
+    assert not [e for e in tr.sent[i_done:] if e.get("response_id") == rid]
+    assert pipe.chat_cancelled == 1
+    assert started["audio_start_ms"] > 1000
+    await _stop(tr, task)
+
+
+async def test_response_cancel_without_active_response_is_an_error_and_session_survives() -> None:
+    session, tr, pipe, task = await start_session(Dialect.GA)
+    tr.push({"type": "response.cancel", "event_id": "c1"})
+    err = await tr.wait_for("error")
+    assert err["error"]["code"] == "response_cancel_not_active"
+    assert err["error"]["event_id"] == "c1"
+    tr.push({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}})
+    await tr.wait_for("session.updated")
+    await _stop(tr, task)
+
+
+@pytest.mark.parametrize("message,code", [
+    ("not json", "invalid_json"),
+    ("[1,2]", "invalid_json"),
+    ('{"type": "no.such.event"}', "unknown_event_type"),
+    ('{"event_id": "x"}', "missing_required_parameter"),
+    ('{"type": "conversation.item.delete"}', "missing_required_parameter"),
+    ('{"type": "conversation.item.truncate", "item_id": "a", "content_index": "zero", "audio_end_ms": 1}', "invalid_type"),
+    ('{"type": "input_audio_buffer.append", "audio": "%%%notbase64"}', "invalid_value"),
+    ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty"),
+    ('{"type": "conversation.item.retrieve", "item_id": "nope"}', "item_not_found"),
+    ('{"type": "session.update", "session": {"type": "realtime", "bogus": 1}}', "unknown_parameter"),
+    ('{"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"voice": "nobody"}}}}', "invalid_value"),
+    ('{"type": "conversation.item.create", "item": {"type": "message", "content": []}}', "missing_required_parameter"),
+])
+async def test_bad_client_messages_get_error_events(message: str, code: str) -> None:
+    session, tr, pipe, task = await start_session(Dialect.GA)
+    tr.push(message)
+    err = await tr.wait_for("error")
+    assert err["error"]["code"] == code, err
+    assert err["error"]["type"] == "invalid_request_error"
+    tr.push({"type": "input_audio_buffer.clear"})
+    await tr.wait_for("input_audio_buffer.cleared")
+    await _stop(tr, task)
+
+
+async def test_client_events_without_event_id_type_last_and_nulls() -> None:
+    session, tr, pipe, task = await start_session(Dialect.VOICE_LIVE)
+    tr.push('{"session": {"turn_detection": null, "instructions": "hi"}, "type": "session.update"}')
+    updated = await tr.wait_for("session.updated")
+    assert updated["session"]["turn_detection"] is None
+    assert session.config.turn_detection is None
+    # manual turn: audio, commit, response.create
+    tr.push(append_event(tone_pcm16(0.5)))
+    tr.push({"type": "input_audio_buffer.commit"})
+    await tr.wait_for("input_audio_buffer.committed")
+    assert "response.created" not in tr.types()
+    tr.push({"type": "response.create"})
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    await _stop(tr, task)
+
+
+async def test_function_call_round_trip_does_not_auto_respond() -> None:
+    pipe = FakePipeline(tool_call=("get_weather", '{"city":"Oslo"}'))
+    session, tr, _, task = await start_session(Dialect.GA, pipe)
+    tr.push({"type": "session.update", "session": {"type": "realtime", "tools": [
+        {"type": "function", "name": "get_weather", "description": "weather",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}})
+    await tr.wait_for("session.updated")
+    tr.push({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]}})
+    tr.push({"type": "response.create"})
+    done = await tr.wait_for("response.done")
+    call = done["response"]["output"][0]
+    assert call["type"] == "function_call" and call["name"] == "get_weather"
+    args_done = await tr.wait_for("response.function_call_arguments.done")
+    assert args_done["arguments"] == '{"city":"Oslo"}' and args_done["call_id"] == call["call_id"]
+    pipe.tool_call = None
+    tr.push({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": call["call_id"], "output": '{"temp": 21}'}})
+    await tr.wait_for("conversation.item.added", 3)
+    await asyncio.sleep(0.05)
+    assert tr.types().count("response.created") == 1  # no auto-response to a tool output
+    tr.push({"type": "response.create"})
+    await tr.wait_for("response.done", 2)
+    msgs = pipe.requests[-1].messages
+    assert msgs[-1] == {"role": "tool", "tool_call_id": call["call_id"], "content": '{"temp": 21}'}
+    assert msgs[-2]["tool_calls"][0]["function"]["name"] == "get_weather"
+    await _stop(tr, task)
+
+
+async def test_truncate_cuts_the_transcript_the_llm_sees() -> None:
+    pipe = FakePipeline(tokens=["One two three four five six seven eight."])
+    session, tr, _, task = await start_session(Dialect.BETA, pipe)
+    tr.push({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "count"}]}})
+    tr.push({"type": "response.create"})
+    done = await tr.wait_for("response.done")
+    item_id = done["response"]["output"][0]["id"]
+    tr.push({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+             "audio_end_ms": 60000})
+    err = await tr.wait_for("error")
+    assert err["error"]["code"] == "item_truncate_invalid_audio_end_ms"
+    tr.push({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+             "audio_end_ms": 600})
+    await tr.wait_for("conversation.item.truncated")
+    tr.push({"type": "response.create"})
+    await tr.wait_for("response.done", 2)
+    assistant = [m for m in pipe.requests[-1].messages if m["role"] == "assistant"]
+    assert assistant[-1]["content"] == "One two three"  # words starting before 600 ms
+    await _stop(tr, task)
+
+
+async def test_second_response_create_while_active_is_refused_except_voice_live() -> None:
+    pipe = FakePipeline(tokens=[f"w{i}. " for i in range(100)], token_delay=0.02)
+    session, tr, _, task = await start_session(Dialect.GA, pipe)
+    tr.push({"type": "response.create"})
+    await tr.wait_for("response.created")
+    tr.push({"type": "response.create", "event_id": "dup"})
+    err = await tr.wait_for("error")
+    assert err["error"]["code"] == "conversation_already_has_active_response"
+    tr.push({"type": "response.cancel"})
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status_details"]["reason"] == "client_cancelled"
+    await _stop(tr, task)
+
+
+async def test_failed_llm_ends_the_response_failed_and_session_goes_on() -> None:
+    pipe = FakePipeline()
+    pipe.fail_chat = True
+    session, tr, _, task = await start_session(Dialect.GA, pipe)
+    tr.push({"type": "response.create"})
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "failed"
+    assert "llm exploded" in done["response"]["status_details"]["error"]["message"]
+    pipe.fail_chat = False
+    tr.push({"type": "response.create"})
+    done = await tr.wait_for("response.done", 2)
+    assert done["response"]["status"] == "completed"
+    await _stop(tr, task)
+
+
+async def test_g711_input_and_16k_output_formats() -> None:
+    session, tr, pipe, task = await start_session(Dialect.VOICE_LIVE)
+    tr.push({"type": "session.update", "session": {"input_audio_format": "g711_ulaw",
+                                                   "output_audio_format": "pcm16_16000hz"}})
+    await tr.wait_for("session.updated")
+    from voxserve.audio import g711
+    pcm = np.frombuffer(tone_pcm16(0.6, rate=8000) + silence_pcm16(0.8, rate=8000), "<i2")
+    tr.push({"type": "input_audio_buffer.append", "audio": base64.b64encode(g711.ulaw_encode(pcm)).decode()})
+    await tr.wait_for("response.done")
+    deltas = [e for e in tr.sent if e["type"] == "response.audio.delta"]
+    total = sum(len(base64.b64decode(d["delta"])) for d in deltas)
+    # fake TTS: 0.25 s per word, 6 words = 1.5 s at 16 kHz PCM16
+    assert total == pytest.approx(1.5 * 16000 * 2, rel=0.01)
+    await _stop(tr, task)

@@ -1,0 +1,1 @@
+"""Audio utilities: wire formats (PCM16, G.711), resampling and framing."""

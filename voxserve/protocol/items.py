@@ -1,0 +1,141 @@
+"""Conversation items: the internal model, client-item parsing and per-dialect rendering.
+
+Internally an assistant's spoken content is `audio` and its text content `text` (the beta / Voice
+Live names); GA renders them `output_audio` / `output_text`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.protocol.ids import new_id
+from voxserve.protocol.session_config import validation_error
+
+ContentType = Literal["input_text", "input_audio", "text", "audio"]
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class ContentPart(BaseModel):
+    type: ContentType
+    text: str | None = None
+    transcript: str | None = None
+    audio: str | None = None  # base64, only for client-provided input_audio
+
+    def spoken_text(self) -> str:
+        return (self.text if self.type in ("input_text", "text") else self.transcript) or ""
+
+
+class Item(BaseModel):
+    id: str
+    type: Literal["message", "function_call", "function_call_output"]
+    status: ItemStatus = "completed"
+    role: Literal["user", "assistant", "system"] | None = None
+    content: list[ContentPart] = Field(default_factory=list)
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    output: str | None = None
+
+    def render(self, dialect: Dialect, with_audio: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "object": "realtime.item", "type": self.type,
+                                "status": self.status}
+        if self.type == "message":
+            data["role"] = self.role
+            data["content"] = [_render_part(p, dialect, with_audio) for p in self.content]
+        elif self.type == "function_call":
+            data.update(call_id=self.call_id, name=self.name, arguments=self.arguments or "")
+        else:
+            data.update(call_id=self.call_id, output=self.output or "")
+        return data
+
+
+def _render_part(part: ContentPart, dialect: Dialect, with_audio: bool) -> dict[str, Any]:
+    kind = part.type
+    if dialect is Dialect.GA and kind in ("text", "audio"):
+        kind = "output_text" if kind == "text" else "output_audio"
+    if part.type in ("input_text", "text"):
+        return {"type": kind, "text": part.text or ""}
+    data: dict[str, Any] = {"type": kind, "transcript": part.transcript}
+    if with_audio and part.audio is not None:
+        data["audio"] = part.audio
+    return data
+
+
+# --- client-supplied items (conversation.item.create) ----------------------------------------
+
+_CLIENT_CONTENT_TYPES = {"input_text": "input_text", "input_audio": "input_audio",
+                         "text": "text", "output_text": "text", "audio": "audio",
+                         "output_audio": "audio"}
+
+
+class _ClientPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+    transcript: str | None = None
+    audio: str | None = None
+
+
+class _ClientItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = Field(None, max_length=64)
+    type: Literal["message", "function_call", "function_call_output"]
+    object: str | None = None
+    status: ItemStatus | None = None
+    role: Literal["user", "assistant", "system"] | None = None
+    content: list[_ClientPart] | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    output: str | None = None
+
+
+def parse_client_item(raw: Any) -> Item:
+    try:
+        item = _ClientItem.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "item") from None
+    item_id = item.id or new_id("item")
+    if item.type == "message":
+        if item.role is None:
+            raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                                "a message item needs a role", "item.role")
+        if not item.content:
+            raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                                "a message item needs content", "item.content")
+        parts = []
+        for i, part in enumerate(item.content):
+            kind = _CLIENT_CONTENT_TYPES.get(part.type)
+            allowed = {"user": ("input_text", "input_audio"), "system": ("input_text",),
+                       "assistant": ("text", "audio")}[item.role]
+            if kind not in allowed:
+                raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                    f"content type {part.type!r} is not valid for a {item.role} message",
+                                    f"item.content[{i}].type")
+            if kind in ("input_text", "text") and part.text is None:
+                raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                                    "text content needs 'text'", f"item.content[{i}].text")
+            if kind == "input_audio" and part.audio is None and part.transcript is None:
+                raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                                    "input_audio content needs 'audio' or 'transcript'",
+                                    f"item.content[{i}].audio")
+            parts.append(ContentPart(type=kind, text=part.text, transcript=part.transcript,  # type: ignore[arg-type]
+                                     audio=part.audio))
+        return Item(id=item_id, type="message", role=item.role, content=parts)
+    if item.type == "function_call":
+        if not item.call_id or not item.name:
+            raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                                "a function_call item needs call_id and name", "item.call_id")
+        return Item(id=item_id, type="function_call", call_id=item.call_id, name=item.name,
+                    arguments=item.arguments or "{}")
+    if not item.call_id:
+        raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                            "a function_call_output item needs call_id", "item.call_id")
+    if item.output is None:
+        raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
+                            "a function_call_output item needs output", "item.output")
+    return Item(id=item_id, type="function_call_output", call_id=item.call_id, output=item.output)

@@ -1,0 +1,84 @@
+"""The input audio buffer: client audio decoded, resampled to 16 kHz, kept until committed.
+
+All times are milliseconds since the first audio appended in the session, which is what
+`audio_start_ms` / `audio_end_ms` on the wire count from. Memory is bounded: while no speech is
+in progress only the prefix-padding window is kept, and a manual-commit buffer is capped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voxserve.audio.formats import AudioFormat
+from voxserve.audio.resample import StreamResampler
+
+RATE = 16000
+
+
+class InputBuffer:
+    def __init__(self, max_seconds: float = 120.0) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._start = 0  # sample index (session clock) of the first sample held
+        self._total = 0  # samples appended in the session
+        self._max = int(max_seconds * RATE)
+        self._resampler: StreamResampler | None = None
+        self._fmt: AudioFormat | None = None
+
+    @property
+    def total_samples(self) -> int:
+        return self._total
+
+    @property
+    def start_sample(self) -> int:
+        return self._start
+
+    @property
+    def held_samples(self) -> int:
+        return self._total - self._start
+
+    def append(self, data: bytes, fmt: AudioFormat) -> np.ndarray:
+        """Decode wire bytes, resample to 16 kHz and keep them; returns the new 16 kHz samples."""
+        if self._fmt != fmt:
+            self._fmt = fmt
+            self._resampler = StreamResampler(fmt.rate, RATE)
+        assert self._resampler is not None
+        samples = self._resampler.process(fmt.decode(data))
+        if samples.size:
+            self._chunks.append(samples)
+            self._total += samples.size
+        return samples
+
+    def overflowing(self) -> bool:
+        return self.held_samples > self._max
+
+    def audio(self, start: int | None = None, end: int | None = None) -> np.ndarray:
+        """Samples between two session-clock sample indices (default: everything held)."""
+        if not self._chunks:
+            return np.zeros(0, np.float32)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        data = self._chunks[0]
+        lo = max(0, (start if start is not None else self._start) - self._start)
+        hi = (end if end is not None else self._total) - self._start
+        return data[lo:max(lo, hi)]
+
+    def drop_before(self, sample: int) -> None:
+        """Forget audio before `sample` (the VAD keeps only the prefix-padding window)."""
+        sample = min(max(sample, self._start), self._total)
+        if sample == self._start:
+            return
+        data = self.audio()
+        self._chunks = [data[sample - self._start:]] if sample < self._total else []
+        self._start = sample
+
+    def clear(self) -> None:
+        self._chunks = []
+        self._start = self._total
+
+
+def ms(samples: int) -> int:
+    return int(samples * 1000 // RATE)
+
+
+def samples_of(ms_: float) -> int:
+    return int(ms_ * RATE // 1000)

@@ -1,0 +1,26 @@
+"""The narrow interface a session uses to reach ASR, the LLM and TTS.
+
+Streams are async iterators; closing one (or cancelling the task iterating it) must stop the
+work behind it. The Ray implementation guarantees that by calling `.cancel()` on the Serve
+streaming call, since Ray does not propagate a consumer's cancellation by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+
+
+class Pipeline(Protocol):
+    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                         prompt: str | None = None) -> Transcript: ...
+
+    def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]: ...
+
+    def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[SpeechChunk]: ...
+
+    async def warm(self, messages: Sequence[dict[str, Any]]) -> None: ...

@@ -1,0 +1,551 @@
+"""A realtime session: one WebSocket connection's state, its client-event handlers and tasks.
+
+Structured concurrency: `serve()` runs one task group per connection holding the writer, the
+session timer, background transcriptions and at most one response. Client events are dispatched
+through a registry keyed by event class (no if/elif ladder); each handler is small. A bad client
+event becomes an `error` event and the session goes on.
+
+The one path of an input audio frame: `input_audio_buffer.append` -> `InputBuffer.append`
+(decode, resample to 16 kHz) -> `TurnDetector.feed` (VAD) -> speech started / stopped -> commit
+-> ASR (background) and a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from voxserve.audio.formats import b64decode_strict
+from voxserve.audio.resample import resample
+from voxserve.models.base import VadModel
+from voxserve.protocol import client_events as ce
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.protocol.ids import new_id
+from voxserve.protocol.items import ContentPart, Item, parse_client_item
+from voxserve.protocol.server_events import (
+    ClearedEvent, CommittedEvent, ErrorDetail, ErrorEvent, ItemAddedEvent, ItemDeletedEvent,
+    ItemDoneEvent, ItemRetrievedEvent, ItemTruncatedEvent, OutputAudioBufferClearedEvent,
+    ServerEvent, SessionCreatedEvent, SessionUpdatedEvent, SpeechStartedEvent,
+    SpeechStoppedEvent, TranscriptionCompletedEvent, TranscriptionDeltaEvent,
+    TranscriptionFailedEvent, WarningDetail, WarningEvent,
+)
+from voxserve.protocol.session_config import (
+    SessionConfig, TurnDetection, VoiceTable, apply_update, flat_format_name, parse_max_tokens,
+    parse_tool_choice, parse_tools,
+)
+from voxserve.session.conversation import Conversation
+from voxserve.session.input_buffer import InputBuffer, ms, samples_of
+from voxserve.session.pipeline import Pipeline
+from voxserve.session.response import CancelReason, Response, ResponseOptions
+from voxserve.session.turn_detector import SpeechStart, SpeechStop, TurnDetector
+
+log = logging.getLogger("voxserve.session")
+
+MIN_COMMIT_MS = 100  # shorter buffers are refused as empty, as the reference service does
+
+
+class Transport(Protocol):
+    async def receive(self) -> str | bytes | None: ...  # None once the client has gone
+
+    async def send(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class SessionDefaults:
+    """Server-side session settings (from the options file)."""
+
+    system_prompt: str
+    voices: dict[str, str]
+    default_voice: str = "alloy"
+    model_name: str = "voxserve-default"
+    max_buffer_seconds: float = 120.0
+    min_speech_ms: int = 100
+    session_max_seconds: float = 3600.0
+    outbox_size: int = 512
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+E = TypeVar("E", bound=ce._ClientEvent)
+_Handler = Callable[["RealtimeSession", Any], Awaitable[None]]
+_HANDLERS: dict[type, _Handler] = {}
+
+
+def handles(event_type: type[E]) -> Callable[[Callable[[RealtimeSession, E], Awaitable[None]]],
+                                             Callable[[RealtimeSession, E], Awaitable[None]]]:
+    def register(fn: Callable[[RealtimeSession, E], Awaitable[None]]
+                 ) -> Callable[[RealtimeSession, E], Awaitable[None]]:
+        if event_type in _HANDLERS:
+            raise RuntimeError(f"two handlers for {event_type.__name__}")
+        _HANDLERS[event_type] = fn
+        return fn
+    return register
+
+
+class RealtimeSession:
+    def __init__(self, dialect: Dialect, pipeline: Pipeline, vad_factory: Callable[[], VadModel],
+                 defaults: SessionDefaults, model: str | None = None) -> None:
+        self.id = new_id("sess")
+        self.dialect = dialect
+        self.pipeline = pipeline
+        self.defaults = defaults
+        self.voices = VoiceTable(defaults.voices)
+        self.config = SessionConfig(model=model or defaults.model_name, voice=defaults.default_voice)
+        self.expires_at = int(time.time() + defaults.session_max_seconds)
+        self.conversation = Conversation()
+        self.buffer = InputBuffer(defaults.max_buffer_seconds)
+        self._vad_factory = vad_factory
+        self._detector: TurnDetector | None = None
+        self._speech_item: str | None = None
+        self._speech_start = 0
+        self._audio_produced = False
+        self._active: tuple[Response, asyncio.Task[None]] | None = None
+        self._last_response_id: str | None = None
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(defaults.outbox_size)
+        self._tg: asyncio.TaskGroup | None = None
+        self._closed = False
+        self.responses_done: list[Response] = []  # recent responses, for timing reports
+        self._sync_detector()
+
+    # ---- transport -----------------------------------------------------------------------
+
+    async def serve(self, transport: Transport) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            writer = tg.create_task(self._writer(transport))
+            timer = tg.create_task(self._expire(transport))
+            await self.send(SessionCreatedEvent(session_id=self.id, expires_at=self.expires_at,
+                                                config=self.config))
+            self._background(self._warm())
+            try:
+                while (message := await transport.receive()) is not None:
+                    await self.handle_message(message)
+            finally:
+                await self._shutdown()
+                timer.cancel()
+                self._outbox.put_nowait(None) if not self._outbox.full() else writer.cancel()
+
+    async def _writer(self, transport: Transport) -> None:
+        while (text := await self._outbox.get()) is not None:
+            await transport.send(text)
+
+    async def _expire(self, transport: Transport) -> None:
+        await asyncio.sleep(max(0.0, self.expires_at - time.time()))
+        await self.send_error(ProtocolError(ErrorCode.SESSION_EXPIRED,
+                                            "the session reached its maximum duration"))
+        await asyncio.sleep(0.5)  # let the writer flush the error before the close frame
+        await transport.close(1000, "session expired")
+
+    async def send(self, event: ServerEvent) -> None:
+        """Render now (later mutations of the event's objects must not leak) and queue."""
+        if self._closed:
+            return
+        if event.extension and not self.config.extensions_enabled:
+            return
+        wire = event.render(self.dialect)
+        if wire is not None:
+            await self._outbox.put(json.dumps(wire, separators=(",", ":")))
+
+    async def send_error(self, err: ProtocolError, event_id: str | None = None) -> None:
+        await self.send(ErrorEvent(error=ErrorDetail(type=err.type, code=str(err.code),
+                                                     message=err.message, param=err.param,
+                                                     event_id=event_id)))
+
+    async def handle_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self.send_error(ProtocolError(
+                ErrorCode.INVALID_JSON, "binary frames are not part of the protocol; send JSON "
+                "text frames with base64 audio"))
+            return
+        try:
+            event = ce.parse_client_event(message)
+        except ce.ParsedError as err:
+            await self.send_error(err, err.event_id)
+            return
+        try:
+            await _HANDLERS[type(event)](self, event)
+        except ProtocolError as err:
+            await self.send_error(err, event.event_id)
+        except Exception as exc:  # a bug or a model failure must not end the session
+            log.exception("session %s: handling %s failed", self.id, event.type)
+            await self.send_error(ProtocolError(ErrorCode.SERVER_ERROR,
+                                                f"internal error handling {event.type}: {exc}",
+                                                type="server_error"), event.event_id)
+
+    def _background(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        assert self._tg is not None, "session is not being served"
+        return self._tg.create_task(coro)  # type: ignore[arg-type]
+
+    async def _shutdown(self) -> None:
+        if self._active is not None:
+            await self._cancel_response("client_cancelled")
+        self._closed = True
+        for future in self.conversation.transcripts.values():
+            future.cancel()
+
+    async def _warm(self) -> None:
+        try:
+            await self.pipeline.warm([{"role": "system", "content": self._system_prompt()}])
+        except Exception:  # warming is an optimisation; a failure shows up on the next turn
+            log.warning("session %s: LLM prefix warm-up failed", self.id, exc_info=True)
+
+    def _system_prompt(self) -> str:
+        return self.config.instructions or self.defaults.system_prompt
+
+    # ---- turn detection ------------------------------------------------------------------
+
+    def _sync_detector(self) -> None:
+        td = self.config.turn_detection
+        if td is None:
+            self._detector = None
+            return
+        if self._detector is None:
+            self._detector = TurnDetector(self._vad_factory(), td, self.defaults.min_speech_ms)
+            self._detector.reset(self.buffer.total_samples)
+        else:
+            self._detector.options = td
+
+    async def _on_audio(self, samples: np.ndarray) -> None:
+        detector = self._detector
+        if detector is None:
+            if self.buffer.overflowing():
+                self.buffer.drop_before(self.buffer.total_samples
+                                        - samples_of(self.defaults.max_buffer_seconds * 1000))
+                raise ProtocolError(ErrorCode.AUDIO_TOO_LARGE,
+                                    f"input audio buffer is over {self.defaults.max_buffer_seconds:.0f}"
+                                    " s; commit or clear it (oldest audio dropped)")
+            return
+        for event in detector.feed(samples):
+            if isinstance(event, SpeechStart):
+                await self._speech_started(event.sample, detector.options)
+            elif isinstance(event, SpeechStop):
+                await self._speech_stopped(event.sample, detector.options)
+        if not detector.speaking:
+            keep = samples_of(detector.options.prefix_padding_ms) + samples_of(100)
+            self.buffer.drop_before(self.buffer.total_samples - keep)
+        elif self.buffer.overflowing():  # an endless "turn" (e.g. constant noise): cut it here
+            await self._speech_stopped(self.buffer.total_samples, detector.options)
+            detector.reset(self.buffer.total_samples)
+
+    async def _speech_started(self, sample: int, td: TurnDetection) -> None:
+        start = max(self.buffer.start_sample, sample - samples_of(td.prefix_padding_ms))
+        self._speech_item = new_id("item")
+        self._speech_start = start
+        await self.send(SpeechStartedEvent(audio_start_ms=ms(start), item_id=self._speech_item))
+        if td.interrupt_response and self._active is not None:
+            await self._cancel_response("turn_detected")
+
+    async def _speech_stopped(self, sample: int, td: TurnDetection) -> None:
+        item_id = self._speech_item or new_id("item")
+        self._speech_item = None
+        await self.send(SpeechStoppedEvent(audio_end_ms=ms(sample), item_id=item_id))
+        audio = self.buffer.audio(self._speech_start)
+        await self._commit(item_id, audio)
+        if td.create_response:
+            await self._respond(self._response_options(None), cancel_previous=True)
+
+    async def _commit(self, item_id: str, audio: np.ndarray) -> None:
+        self.buffer.clear()
+        item = Item(id=item_id, type="message", role="user",
+                    content=[ContentPart(type="input_audio", transcript=None)])
+        previous = self.conversation.add(item)
+        await self.send(CommittedEvent(previous_item_id=previous, item_id=item_id))
+        await self.send(ItemAddedEvent(previous_item_id=previous, item=item))
+        await self.send(ItemDoneEvent(previous_item_id=previous, item=item))
+        self._transcribe(item, audio)
+
+    def _transcribe(self, item: Item, audio: np.ndarray) -> None:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.conversation.transcripts[item.id] = future
+        self._background(self._run_transcription(item, audio, future))
+
+    async def _run_transcription(self, item: Item, audio: np.ndarray,
+                                 future: asyncio.Future[str]) -> None:
+        cfg = self.config.transcription
+        language = cfg.language if cfg and cfg.language and "," not in cfg.language else None
+        prompt = None
+        if cfg is not None:
+            prompt = cfg.prompt or (", ".join(cfg.phrase_list) if cfg.phrase_list else None)
+        try:
+            result = await self.pipeline.transcribe(audio, language, prompt)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            log.warning("session %s: transcription of %s failed: %s", self.id, item.id, exc)
+            if not future.done():
+                future.set_result("")
+            detail = ErrorDetail(type="server_error", code="asr_failed",
+                                 message=f"transcription failed: {exc}")
+            if cfg is not None:
+                await self.send(TranscriptionFailedEvent(item_id=item.id, content_index=0,
+                                                         error=detail))
+            else:
+                await self.send(ErrorEvent(error=detail))
+            return
+        text = result.text.strip()
+        item.content[0].transcript = text
+        if not future.done():
+            future.set_result(text)
+        if cfg is not None:
+            if text:
+                await self.send(TranscriptionDeltaEvent(item_id=item.id, content_index=0,
+                                                        delta=text))
+            await self.send(TranscriptionCompletedEvent(item_id=item.id, content_index=0,
+                                                        transcript=text,
+                                                        audio_seconds=result.audio_seconds))
+
+    # ---- responses -----------------------------------------------------------------------
+
+    def _response_options(self, overrides: dict[str, Any] | None) -> ResponseOptions:
+        cfg = self.config
+        o = overrides or {}
+        param = "response"
+        voice = cfg.voice
+        audio_output = cfg.audio_output
+        if self.dialect is Dialect.GA:
+            if "output_modalities" in o:
+                if o["output_modalities"] not in (["audio"], ["text"]):
+                    raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                        "output_modalities must be ['audio'] or ['text']",
+                                        f"{param}.output_modalities")
+                audio_output = o["output_modalities"] == ["audio"]
+            out = (o.get("audio") or {}).get("output") or {}
+            if "voice" in out:
+                voice = out["voice"] if isinstance(out["voice"], str) else str(out["voice"])
+        else:
+            if "modalities" in o:
+                mods = o["modalities"]
+                if not isinstance(mods, list) or "text" not in mods:
+                    raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                        "modalities must be ['text'] or ['text', 'audio']",
+                                        f"{param}.modalities")
+                audio_output = "audio" in mods
+            if "voice" in o:
+                v = o["voice"]
+                voice = v if isinstance(v, str) else str((v or {}).get("name", cfg.voice))
+        speaker = self.voices.resolve(voice, f"{param}.voice")
+        instructions = o.get("instructions", None)
+        if instructions is not None and not isinstance(instructions, str):
+            raise ProtocolError(ErrorCode.INVALID_TYPE, "instructions must be a string",
+                                f"{param}.instructions")
+        tools = cfg.tools
+        if "tools" in o:
+            tools = parse_tools(o["tools"], f"{param}.tools")
+        choice = parse_tool_choice(o["tool_choice"], f"{param}.tool_choice") \
+            if "tool_choice" in o else cfg.tool_choice
+        max_tokens = cfg.max_output_tokens
+        for key in ("max_output_tokens", "max_response_output_tokens"):
+            if key in o:
+                max_tokens = parse_max_tokens(o[key], f"{param}.{key}")
+        temperature = cfg.temperature
+        if "temperature" in o and self.dialect is not Dialect.GA:
+            t = o["temperature"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2:
+                raise ProtocolError(ErrorCode.INVALID_VALUE, "temperature must be 0..2",
+                                    f"{param}.temperature")
+            temperature = float(t)
+        in_conversation = o.get("conversation", "auto") != "none"
+        context_items = None
+        if "input" in o or "input_items" in o:
+            raw_items = o.get("input", o.get("input_items"))
+            if not isinstance(raw_items, list):
+                raise ProtocolError(ErrorCode.INVALID_TYPE, "input must be an array",
+                                    f"{param}.input")
+            context_items = [self._input_item(x) for x in raw_items]
+        metadata = o.get("metadata")
+        return ResponseOptions(
+            instructions=instructions if instructions is not None else self._system_prompt(),
+            audio_output=audio_output, voice=voice, speaker=speaker, speed=cfg.speed,
+            output_format=cfg.output_format,
+            output_format_name=flat_format_name(cfg.output_format, output=True),
+            tools=tools, tool_choice=choice, temperature=temperature,
+            max_output_tokens=max_tokens, in_conversation=in_conversation,
+            context_items=context_items,
+            metadata=metadata if isinstance(metadata, dict) else None)
+
+    def _input_item(self, raw: Any) -> Item:
+        if isinstance(raw, dict) and raw.get("type") == "item_reference":
+            return self.conversation.get(str(raw.get("id")), "response.input.id")
+        return parse_client_item(raw)
+
+    async def _respond(self, options: ResponseOptions, cancel_previous: bool) -> None:
+        if self._active is not None:
+            if not cancel_previous:
+                raise ProtocolError(ErrorCode.ACTIVE_RESPONSE,
+                                    f"response {self._active[0].id} is still in progress")
+            await self._cancel_response("client_cancelled")
+        response = Response(options, self.conversation, self.pipeline, self.send,
+                            self._system_prompt(), on_audio=self._mark_audio)
+        task = self._background(self._run_response(response))
+        self._active = (response, task)
+        self._last_response_id = response.id
+
+    async def _run_response(self, response: Response) -> None:
+        try:
+            await response.run()
+        finally:
+            if self._active is not None and self._active[0] is response:
+                self._active = None
+            self.responses_done = (self.responses_done + [response])[-20:]
+
+    def _mark_audio(self) -> None:
+        self._audio_produced = True
+
+    async def _cancel_response(self, reason: CancelReason) -> None:
+        if self._active is None:
+            return
+        response, task = self._active
+        self._active = None
+        response.mark_cancelled(reason)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(response.done.wait()), timeout=10.0)
+        if not response.done.is_set():
+            log.error("session %s: response %s did not stop within 10 s", self.id, response.id)
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+
+@handles(ce.SessionUpdateEvent)
+async def _session_update(s: RealtimeSession, ev: ce.SessionUpdateEvent) -> None:
+    result = apply_update(s.config, ev.session, s.dialect, s.voices, s._audio_produced)
+    instructions_changed = result.config.instructions != s.config.instructions
+    s.config = result.config
+    s._sync_detector()
+    for message, param in result.warnings:
+        await s.send(WarningEvent(warning=WarningDetail(message=message, code="unsupported",
+                                                        param=param)))
+    await s.send(SessionUpdatedEvent(session_id=s.id, expires_at=s.expires_at, config=s.config))
+    if instructions_changed:
+        s._background(s._warm())
+
+
+@handles(ce.InputAudioBufferAppendEvent)
+async def _append(s: RealtimeSession, ev: ce.InputAudioBufferAppendEvent) -> None:
+    try:
+        data = b64decode_strict(ev.audio)
+        samples = s.buffer.append(data, s.config.input_format)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), "audio") from None
+    await s._on_audio(samples)
+
+
+@handles(ce.InputAudioBufferCommitEvent)
+async def _commit(s: RealtimeSession, ev: ce.InputAudioBufferCommitEvent) -> None:
+    if ms(s.buffer.held_samples) < MIN_COMMIT_MS:
+        raise ProtocolError(ErrorCode.COMMIT_EMPTY,
+                            f"buffer too small: {ms(s.buffer.held_samples)} ms of audio, "
+                            f"at least {MIN_COMMIT_MS} ms needed")
+    start = s._speech_start if s._speech_item else s.buffer.start_sample
+    item_id = s._speech_item or new_id("item")
+    s._speech_item = None
+    audio = s.buffer.audio(start)
+    if s._detector is not None:
+        s._detector.reset(s.buffer.total_samples)
+    await s._commit(item_id, audio)
+
+
+@handles(ce.InputAudioBufferClearEvent)
+async def _clear(s: RealtimeSession, ev: ce.InputAudioBufferClearEvent) -> None:
+    s.buffer.clear()
+    s._speech_item = None
+    if s._detector is not None:
+        s._detector.reset(s.buffer.total_samples)
+    await s.send(ClearedEvent())
+
+
+@handles(ce.ConversationItemCreateEvent)
+async def _item_create(s: RealtimeSession, ev: ce.ConversationItemCreateEvent) -> None:
+    item = parse_client_item(ev.item)
+    audio_part = next((p for p in item.content if p.type == "input_audio" and p.audio), None)
+    audio = None
+    if audio_part is not None and audio_part.transcript is None:
+        try:
+            data = b64decode_strict(audio_part.audio or "")
+            fmt = s.config.input_format
+            audio = resample(fmt.decode(data), fmt.rate, 16000)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), "item.content.audio") from None
+    previous = s.conversation.add(item, ev.previous_item_id)
+    await s.send(ItemAddedEvent(previous_item_id=previous, item=item))
+    await s.send(ItemDoneEvent(previous_item_id=previous, item=item))
+    if audio is not None:
+        s._transcribe(item, audio)
+
+
+@handles(ce.ConversationItemDeleteEvent)
+async def _item_delete(s: RealtimeSession, ev: ce.ConversationItemDeleteEvent) -> None:
+    s.conversation.delete(ev.item_id)
+    await s.send(ItemDeletedEvent(item_id=ev.item_id))
+
+
+@handles(ce.ConversationItemRetrieveEvent)
+async def _item_retrieve(s: RealtimeSession, ev: ce.ConversationItemRetrieveEvent) -> None:
+    await s.send(ItemRetrievedEvent(item=s.conversation.get(ev.item_id)))
+
+
+@handles(ce.ConversationItemTruncateEvent)
+async def _item_truncate(s: RealtimeSession, ev: ce.ConversationItemTruncateEvent) -> None:
+    item = s.conversation.get(ev.item_id)
+    if item.type != "message" or item.role != "assistant":
+        raise ProtocolError(ErrorCode.INVALID_VALUE, "only assistant messages can be truncated",
+                            "item_id")
+    if ev.content_index >= len(item.content) or item.content[ev.content_index].type != "audio":
+        raise ProtocolError(ErrorCode.INVALID_VALUE,
+                            f"content {ev.content_index} of {ev.item_id} is not audio",
+                            "content_index")
+    spoken = s.conversation.spoken.get(item.id)
+    duration = spoken.duration_ms if spoken else 0.0
+    if ev.audio_end_ms > duration + 1:
+        raise ProtocolError(ErrorCode.TRUNCATE_INVALID_AUDIO_END,
+                            f"audio_end_ms {ev.audio_end_ms} is past the item's audio "
+                            f"({duration:.0f} ms)", "audio_end_ms")
+    if spoken is not None:
+        item.content[ev.content_index].transcript = spoken.text_until(ev.audio_end_ms)
+    await s.send(ItemTruncatedEvent(item_id=item.id, content_index=ev.content_index,
+                                    audio_end_ms=ev.audio_end_ms))
+
+
+@handles(ce.ResponseCreateEvent)
+async def _response_create(s: RealtimeSession, ev: ce.ResponseCreateEvent) -> None:
+    overrides = dict(ev.response or {})
+    cancel_previous = False
+    if s.dialect is Dialect.VOICE_LIVE:
+        cancel_previous = overrides.pop("cancel_previous", True) is not False
+        if ev.additional_instructions:
+            base = overrides.get("instructions") or s._system_prompt()
+            overrides["instructions"] = f"{base}\n{ev.additional_instructions}"
+    options = s._response_options(overrides)
+    await s._respond(options, cancel_previous=cancel_previous)
+
+
+@handles(ce.ResponseCancelEvent)
+async def _response_cancel(s: RealtimeSession, ev: ce.ResponseCancelEvent) -> None:
+    active = s._active
+    if active is None or (ev.response_id is not None and ev.response_id != active[0].id):
+        raise ProtocolError(ErrorCode.CANCEL_NOT_ACTIVE,
+                            "there is no active response" if active is None
+                            else f"response {ev.response_id} is not the active response",
+                            "response_id" if ev.response_id else None)
+    await s._cancel_response("client_cancelled")
+
+
+@handles(ce.OutputAudioBufferClearEvent)
+async def _output_clear(s: RealtimeSession, ev: ce.OutputAudioBufferClearEvent) -> None:
+    # Over WebSocket the client owns playback; clearing means "stop this answer", so the
+    # active response (if any) is cancelled before the acknowledgement.
+    response_id = s._active[0].id if s._active else s._last_response_id
+    await s._cancel_response("client_cancelled")
+    await s.send(OutputAudioBufferClearedEvent(response_id=response_id))

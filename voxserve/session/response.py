@@ -1,0 +1,338 @@
+"""One response: LLM text streamed into TTS, rendered as the P0.5 event sequence.
+
+A response owns its tasks and its output. Everything it emits goes through its own `_Outlet`,
+which is sealed when the response ends, so a cancelled response cannot write into the next one:
+a late write raises instead of reaching the client. Cancelling the response's task cancels its
+task group; the pipeline's streams then cancel the Serve calls behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from voxserve.audio.formats import AudioFormat, b64encode
+from voxserve.audio.resample import resample
+from voxserve.models.base import ChatRequest, LlmDelta, ToolSpec, Word
+from voxserve.protocol.ids import new_id
+from voxserve.protocol.items import ContentPart, Item
+from voxserve.protocol.server_events import (
+    AudioDeltaEvent, AudioDoneEvent, AudioTranscriptDeltaEvent, AudioTranscriptDoneEvent,
+    ContentPartAddedEvent, ContentPartDoneEvent, ErrorDetail, FunctionCallArgumentsDeltaEvent,
+    FunctionCallArgumentsDoneEvent, ItemAddedEvent, ItemDoneEvent, OutputItemAddedEvent,
+    OutputItemDoneEvent, ResponseCreatedEvent, ResponseDoneEvent, ResponseSnapshot, ServerEvent,
+    TextDeltaEvent, TextDoneEvent, Usage,
+)
+from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoiceFunction
+from voxserve.session.conversation import Conversation, SpokenAudio
+from voxserve.session.pipeline import Pipeline
+from voxserve.session.text_chunker import TextChunker, speakable
+
+log = logging.getLogger("voxserve.response")
+
+AUDIO_DELTA_MS = 100  # audio deltas of at most 100 ms (the protocol asks for 20-100 ms)
+CancelReason = Literal["turn_detected", "client_cancelled"]
+
+
+@dataclass
+class ResponseOptions:
+    instructions: str
+    audio_output: bool
+    voice: str  # the client's voice name, echoed
+    speaker: str  # the TTS engine's speaker it maps to
+    speed: float
+    output_format: AudioFormat
+    output_format_name: str
+    tools: list[FunctionTool]
+    tool_choice: ToolChoice
+    temperature: float
+    max_output_tokens: int | Literal["inf"]
+    in_conversation: bool = True  # GA conversation:"none" keeps the output out of it
+    context_items: list[Item] | None = None  # explicit input instead of the conversation
+    metadata: dict[str, str] | None = None
+
+
+@dataclass
+class ResponseTimings:
+    """Monotonic timestamps of the stages of one response (seconds, `time.monotonic`)."""
+
+    created: float = 0.0
+    context_ready: float = 0.0  # transcripts awaited, prompt built
+    first_token: float = 0.0
+    first_tts_chunk: float = 0.0
+    first_audio_sent: float = 0.0
+    done: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class SealedOutletError(RuntimeError):
+    """Raised when something tries to emit for a response that has already ended."""
+
+
+class _Outlet:
+    def __init__(self, send: Callable[[ServerEvent], Awaitable[None]]) -> None:
+        self._send: Callable[[ServerEvent], Awaitable[None]] | None = send
+
+    async def __call__(self, event: ServerEvent) -> None:
+        if self._send is None:
+            raise SealedOutletError(f"{type(event).__name__} after the response ended")
+        await self._send(event)
+
+    def seal(self) -> None:
+        self._send = None
+
+
+class _MessageOutput:
+    """The assistant message being produced: its item, text so far and audio bookkeeping."""
+
+    def __init__(self, item: Item, output_index: int, audio: bool) -> None:
+        self.item = item
+        self.output_index = output_index
+        self.audio = audio
+        self.text = ""  # transcript (audio) or text (text-only) sent so far
+        self.spoken = SpokenAudio()
+
+
+class Response:
+    def __init__(self, options: ResponseOptions, conversation: Conversation, pipeline: Pipeline,
+                 send: Callable[[ServerEvent], Awaitable[None]], system_prompt: str,
+                 on_audio: Callable[[], None] | None = None) -> None:
+        self.id = new_id("resp")
+        self.options = options
+        self.timings = ResponseTimings(created=time.monotonic())
+        self._conversation = conversation
+        self._pipeline = pipeline
+        self._emit = _Outlet(send)
+        self._system_prompt = system_prompt
+        self._on_audio = on_audio
+        self._cancel_reason: CancelReason | None = None
+        self._output: list[Item] = []
+        self._message: _MessageOutput | None = None
+        self._usage = Usage()
+        self._finish: str = ""
+        self.done = asyncio.Event()
+
+    # ---- control ------------------------------------------------------------------------
+
+    def mark_cancelled(self, reason: CancelReason) -> None:
+        """Record why the task is about to be cancelled (read when the close-out is sent)."""
+        self._cancel_reason = self._cancel_reason or reason
+
+    def snapshot(self, status: str = "in_progress", details: dict[str, Any] | None = None,
+                 usage: Usage | None = None) -> ResponseSnapshot:
+        o = self.options
+        return ResponseSnapshot(
+            id=self.id, status=status, status_details=details,  # type: ignore[arg-type]
+            output=[i.model_copy(deep=True) for i in self._output], usage=usage,
+            audio_output=o.audio_output, voice=o.voice, output_format=o.output_format_name,
+            max_output_tokens=o.max_output_tokens,
+            conversation_id="conv_default" if o.in_conversation else None, metadata=o.metadata)
+
+    # ---- the task body --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        status, details = "completed", None
+        try:
+            await self._emit(ResponseCreatedEvent(response=self.snapshot()))
+            await self._generate()
+            if self._finish == "length":
+                status, details = "incomplete", {"type": "incomplete", "reason": "max_output_tokens"}
+        except asyncio.CancelledError:
+            status = "cancelled"
+            details = {"type": "cancelled", "reason": self._cancel_reason or "client_cancelled"}
+            await self._finish_response(status, details)
+            raise
+        except Exception as exc:  # a model or deployment failure ends this response only
+            log.exception("response %s failed", self.id)
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:  # the first real cause
+                exc = exc.exceptions[0]
+            status = "failed"
+            details = {"type": "failed", "error": ErrorDetail(
+                type="server_error", code="server_error",
+                message=f"response generation failed: {type(exc).__name__}: {exc}").model_dump()}
+        await self._finish_response(status, details)
+
+    async def _finish_response(self, status: str, details: dict[str, Any] | None) -> None:
+        try:
+            await self._close_message(status)
+            self.timings.done = time.monotonic()
+            await self._emit(ResponseDoneEvent(response=self.snapshot(status, details, self._usage)))
+        finally:
+            self._emit.seal()
+            self.done.set()
+
+    async def _context(self) -> list[dict[str, Any]]:
+        prompt = self.options.instructions or self._system_prompt
+        if self.options.context_items is not None:
+            scratch = Conversation()
+            for item in self.options.context_items:
+                scratch.add(item)
+            return await scratch.chat_messages(prompt)
+        return await self._conversation.chat_messages(prompt)
+
+    def _request(self, messages: list[dict[str, Any]]) -> ChatRequest:
+        o = self.options
+        choice = o.tool_choice
+        if isinstance(choice, ToolChoiceFunction):
+            choice_name = choice.name
+        else:
+            choice_name = choice
+        return ChatRequest(
+            messages=messages,
+            tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in o.tools),
+            tool_choice=choice_name if o.tools else "none", temperature=o.temperature,
+            max_tokens=None if o.max_output_tokens == "inf" else o.max_output_tokens,
+            request_id=self.id)
+
+    async def _generate(self) -> None:
+        messages = await self._context()
+        self.timings.context_ready = time.monotonic()
+        request = self._request(messages)
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        chunker = TextChunker()
+        async with asyncio.TaskGroup() as tg:
+            tts_task = tg.create_task(self._speak(sentences)) if self.options.audio_output else None
+            try:
+                async with contextlib.aclosing(self._pipeline.chat(request)) as stream:
+                    async for delta in stream:
+                        await self._on_delta(delta, chunker, sentences)
+            finally:
+                if tts_task is not None:
+                    for piece in chunker.flush():
+                        sentences.put_nowait(piece)
+                    sentences.put_nowait(None)
+
+    async def _on_delta(self, delta: LlmDelta, chunker: TextChunker,
+                        sentences: asyncio.Queue[str | None]) -> None:
+        if not self.timings.first_token:
+            self.timings.first_token = time.monotonic()
+        if delta.kind == "text":
+            if not delta.text:
+                return
+            message = await self._open_message()
+            if message.audio:
+                for piece in chunker.push(delta.text):
+                    sentences.put_nowait(piece)
+            else:
+                message.text += delta.text
+                await self._emit(TextDeltaEvent(**self._part_ref(message), delta=delta.text))
+        elif delta.kind == "tool_call":
+            await self._function_call(delta)
+        else:
+            self._usage = Usage(input_text_tokens=delta.prompt_tokens,
+                                cached_tokens=delta.cached_tokens,
+                                output_text_tokens=delta.completion_tokens)
+            self._finish = delta.finish_reason
+
+    # ---- the spoken message ----------------------------------------------------------------
+
+    def _part_ref(self, m: _MessageOutput) -> dict[str, Any]:
+        return {"response_id": self.id, "item_id": m.item.id, "output_index": m.output_index,
+                "content_index": 0}
+
+    async def _add_output_item(self, item: Item) -> int:
+        index = len(self._output)
+        self._output.append(item)
+        await self._emit(OutputItemAddedEvent(response_id=self.id, output_index=index, item=item))
+        previous = self._conversation.last_id
+        if self.options.in_conversation:
+            self._conversation.add(item)
+        await self._emit(ItemAddedEvent(previous_item_id=previous, item=item))
+        return index
+
+    async def _open_message(self) -> _MessageOutput:
+        if self._message is not None:
+            return self._message
+        audio = self.options.audio_output
+        item = Item(id=new_id("item"), type="message", role="assistant", status="in_progress")
+        index = await self._add_output_item(item.model_copy(deep=True))
+        # the copy in the output list / conversation gets the part once it is announced
+        stored = self._output[index]
+        self._message = _MessageOutput(stored, index, audio)
+        part = ContentPart(type="audio", transcript="") if audio else ContentPart(type="text", text="")
+        stored.content.append(part)
+        part_wire = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+        await self._emit(ContentPartAddedEvent(**self._part_ref(self._message), part=part_wire))
+        return self._message
+
+    async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
+        """TTS worker: one piece of text at a time, transcript delta before its audio."""
+        o = self.options
+        while (text := await sentences.get()) is not None:
+            clean = speakable(text).strip()
+            if not clean:
+                continue
+            message = await self._open_message()
+            delta_text = (" " if message.text else "") + text
+            message.text += delta_text
+            message.item.content[0].transcript = message.text
+            await self._emit(AudioTranscriptDeltaEvent(**self._part_ref(message), delta=delta_text))
+            async with contextlib.aclosing(self._pipeline.speak(clean, o.speaker, o.speed)) as stream:
+                async for chunk in stream:
+                    if not self.timings.first_tts_chunk:
+                        self.timings.first_tts_chunk = time.monotonic()
+                    await self._send_audio(message, chunk.audio, chunk.sample_rate, chunk.words)
+
+    async def _send_audio(self, message: _MessageOutput, audio: np.ndarray, rate: int,
+                          words: tuple[Word, ...]) -> None:
+        fmt = self.options.output_format
+        out = resample(audio, rate, fmt.rate)
+        offset_s = message.spoken.duration_ms / 1000.0
+        message.spoken.words.extend(Word(w.text, w.start_s + offset_s, w.end_s + offset_s)
+                                    for w in words)
+        step = fmt.rate * AUDIO_DELTA_MS // 1000
+        for start in range(0, out.size, step):
+            piece = out[start:start + step]
+            await self._emit(AudioDeltaEvent(**self._part_ref(message),
+                                              delta=b64encode(fmt.encode(piece))))
+            message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate
+            if not self.timings.first_audio_sent:
+                self.timings.first_audio_sent = time.monotonic()
+                if self._on_audio is not None:
+                    self._on_audio()
+
+    async def _close_message(self, status: str) -> None:
+        m = self._message
+        if m is None:
+            return
+        self._message = None
+        ref = self._part_ref(m)
+        if m.audio:
+            await self._emit(AudioDoneEvent(**ref))
+            await self._emit(AudioTranscriptDoneEvent(**ref, transcript=m.text))
+            part = {"type": "audio", "transcript": m.text}
+            self._conversation.spoken[m.item.id] = m.spoken
+        else:
+            await self._emit(TextDoneEvent(**ref, text=m.text))
+            part = {"type": "text", "text": m.text}
+            m.item.content[0].text = m.text
+        await self._emit(ContentPartDoneEvent(**ref, part=part))
+        m.item.status = "completed" if status == "completed" else "incomplete"
+        await self._emit(OutputItemDoneEvent(response_id=self.id, output_index=m.output_index,
+                                             item=m.item))
+        await self._emit(ItemDoneEvent(previous_item_id=None, item=m.item))
+
+    # ---- function calls --------------------------------------------------------------------
+
+    async def _function_call(self, delta: LlmDelta) -> None:
+        # A spoken preamble (if any) is finished before the call, as the protocol orders them.
+        item = Item(id=new_id("item"), type="function_call", status="in_progress",
+                    call_id=new_id("call"), name=delta.name, arguments="")
+        index = await self._add_output_item(item)
+        stored = self._output[index]
+        ref = {"response_id": self.id, "item_id": item.id, "output_index": index,
+               "call_id": item.call_id}
+        await self._emit(FunctionCallArgumentsDeltaEvent(**ref, delta=delta.arguments))
+        stored.arguments = delta.arguments
+        stored.status = "completed"
+        await self._emit(FunctionCallArgumentsDoneEvent(**ref, name=delta.name,
+                                                        arguments=delta.arguments))
+        await self._emit(OutputItemDoneEvent(response_id=self.id, output_index=index, item=stored))
+        await self._emit(ItemDoneEvent(previous_item_id=None, item=stored))
