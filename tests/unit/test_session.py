@@ -8,15 +8,30 @@ import base64
 import numpy as np
 import pytest
 
-from tests.unit.fakes import FakePipeline, append_event, silence_pcm16, start_session, tone_pcm16
+from tests.conformance import check_event
+from tests.unit.fakes import FakePipeline, append_event, silence_pcm16, tone_pcm16
+from tests.unit.fakes import start_session as _start_session
 from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.unit
 
 
-async def _stop(transport, task) -> None:  # type: ignore[no-untyped-def]
+async def _stop(transport, task, dialect=None) -> None:  # type: ignore[no-untyped-def]
+    """End the session and check every event it sent against the official SDK models."""
     transport.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)
+    session_dialect = dialect or _DIALECTS[id(task)]
+    for event in transport.sent:
+        check_event(event, session_dialect)
+
+
+_DIALECTS: dict[int, Dialect] = {}
+
+
+async def start_session(dialect, pipeline=None):  # type: ignore[no-untyped-def]
+    session, tr, pipe, task = await _start_session(dialect, pipeline)
+    _DIALECTS[id(task)] = dialect
+    return session, tr, pipe, task
 
 
 async def test_server_vad_turn_produces_the_p0_sequence_in_order() -> None:

@@ -62,6 +62,10 @@ def _render_part(part: ContentPart, dialect: Dialect, with_audio: bool) -> dict[
     data: dict[str, Any] = {"type": kind, "transcript": part.transcript}
     if with_audio and part.audio is not None:
         data["audio"] = part.audio
+    elif dialect is Dialect.VOICE_LIVE and part.type == "input_audio":
+        # The Voice Live SDK types `audio` as a required string on input_audio parts; we do not
+        # echo the user's audio back, so it is present and empty.
+        data["audio"] = ""
     return data
 
 

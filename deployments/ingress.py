@@ -1,0 +1,146 @@
+"""The WebSocket ingress: routes, auth, dialect choice and one `RealtimeSession` per socket.
+
+Each WebSocket is one long ASGI request, so a session stays on the replica that accepted it and
+this replica owns the session's streaming state and its cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from voxserve.config import VoxServeOptions
+from voxserve.protocol.dialects import pick_dialect
+from voxserve.session.realtime import RealtimeSession, SessionDefaults
+from voxserve.deployments.serve_pipeline import ServePipeline
+
+log = logging.getLogger("voxserve.ingress")
+
+app = FastAPI(title="VoxServe")
+
+
+class _WebSocketTransport:
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def receive(self) -> str | bytes | None:
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    async def send(self, text: str) -> None:
+        await self._ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._ws.client_state is WebSocketState.CONNECTED:
+            await self._ws.close(code, reason)
+
+
+def _presented_key(ws: WebSocket) -> str | None:
+    if key := ws.headers.get("api-key"):
+        return key
+    auth = ws.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(app)
+class IngressDeployment:
+    def __init__(self, options: dict[str, Any], asr: DeploymentHandle, llm: DeploymentHandle,
+                 tts: DeploymentHandle) -> None:
+        from voxserve.models.silero_vad import SileroVad
+
+        self._options = VoxServeOptions.model_validate(options)
+        self._handles = {"asr": asr, "llm": llm, "tts": tts}
+        self._pipeline = ServePipeline(asr, llm, tts)
+        self._vad_factory = SileroVad.factory()
+        s = self._options.session
+        self._defaults = SessionDefaults(
+            system_prompt=s.system_prompt, voices=s.voices, default_voice=s.default_voice,
+            model_name=s.model_name, max_buffer_seconds=s.max_buffer_seconds,
+            min_speech_ms=self._options.vad.min_speech_ms,
+            session_max_seconds=s.max_session_seconds)
+        self._sessions: dict[str, RealtimeSession] = {}
+
+    def _authorized(self, ws: WebSocket) -> bool:
+        server = self._options.server
+        if not server.auth_required():
+            return True
+        key = _presented_key(ws)
+        return key is not None and any(hmac.compare_digest(key, k) for k in server.api_keys)
+
+    @app.get("/health")
+    async def health(self) -> JSONResponse:
+        """200 only when every deployment answers; 503 naming the ones that do not."""
+        async def probe(name: str, handle: DeploymentHandle) -> tuple[str, bool]:
+            try:
+                return name, bool(await asyncio.wait_for(handle.ready.remote(), timeout=5.0))
+            except Exception:
+                return name, False
+        results = dict(await asyncio.gather(*(probe(n, h) for n, h in self._handles.items())))
+        ok = all(results.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "deployments": results,
+                             "sessions": len(self._sessions)}, status_code=200 if ok else 503)
+
+    @app.get("/stats")
+    async def stats(self) -> JSONResponse:
+        """Per-stage counters (completed / cancelled work) from every model deployment."""
+        infos = await asyncio.gather(*(h.info.remote() for h in self._handles.values()))
+        return JSONResponse({"sessions": len(self._sessions),
+                             "deployments": dict(zip(self._handles, infos))})
+
+    @app.get("/")
+    async def root(self) -> PlainTextResponse:
+        return PlainTextResponse("VoxServe: connect a Realtime client to ws://HOST:PORT/v1/realtime "
+                                 "or a Voice Live client to /voice-live/realtime\n")
+
+    # Every route of both dialects goes to this handler; the path and headers pick the dialect.
+    @app.websocket("/v1/realtime")
+    @app.websocket("/realtime")
+    @app.websocket("/openai/realtime")
+    @app.websocket("/openai/v1/realtime")
+    @app.websocket("/voice-live/realtime")
+    async def realtime(self, ws: WebSocket) -> None:
+        if not self._authorized(ws):
+            log.warning("rejected unauthenticated WebSocket from %s", ws.client)
+            try:
+                await ws.send_denial_response(PlainTextResponse("invalid or missing API key",
+                                                                status_code=401))
+            except RuntimeError:  # server without the denial-response extension
+                await ws.close(code=1008, reason="invalid or missing API key")
+            return
+        dialect = pick_dialect(ws.url.path, ws.headers)
+        model = ws.query_params.get("model") or ws.query_params.get("deployment")
+        await ws.accept()
+        session = RealtimeSession(dialect, self._pipeline, self._vad_factory, self._defaults,
+                                  model=model)
+        self._sessions[session.id] = session
+        log.info("session %s opened (%s, model=%s)", session.id, dialect.value, model)
+        try:
+            await session.serve(_WebSocketTransport(ws))
+        except* (WebSocketDisconnect, ConnectionError):
+            pass  # the client went away mid-send; the session's work is already cancelled
+        finally:
+            self._sessions.pop(session.id, None)
+            log.info("session %s closed", session.id)
+            if ws.client_state is WebSocketState.CONNECTED:
+                try:
+                    await ws.close()
+                except RuntimeError:
+                    pass
+

@@ -1,0 +1,56 @@
+"""The session's `Pipeline` on Ray Serve handles, with cancellation that reaches the replicas.
+
+Ray does not cancel downstream work when the caller's task is cancelled or stops iterating
+(RAY-NOTES §3): only `.cancel()` on the response object does. Every call here therefore cancels
+its Serve response whenever it ends before the replica said it was finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+
+
+async def _stream(gen: DeploymentResponseGenerator) -> AsyncIterator[Any]:
+    finished = False
+    try:
+        async for item in gen:
+            yield item
+        finished = True
+    finally:
+        if not finished:
+            gen.cancel()
+
+
+class ServePipeline:
+    def __init__(self, asr: DeploymentHandle, llm: DeploymentHandle,
+                 tts: DeploymentHandle) -> None:
+        self._asr = asr
+        self._llm_stream = llm.options(stream=True)
+        self._llm = llm
+        self._tts_stream = tts.options(stream=True)
+
+    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                         prompt: str | None = None) -> Transcript:
+        response = self._asr.transcribe.remote(audio_16k, language, prompt)
+        try:
+            result: Transcript = await response
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+        return result
+
+    def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+        return _stream(self._llm_stream.stream.remote(request))
+
+    def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[SpeechChunk]:
+        return _stream(self._tts_stream.speak.remote(text, voice, speed))
+
+    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
+        await self._llm.warm.remote(list(messages))

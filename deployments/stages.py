@@ -1,0 +1,120 @@
+"""The model deployments: ASR (unary), LLM and TTS (streaming).
+
+Engine calls are CPU-bound, so they run off the replica's event loop, which stays free to
+receive `CancelledError` the moment the ingress cancels a call. A streaming method stops its
+engine where the cancellation lands (`finally` / closing the engine's generator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from voxserve.config import AsrOptions, LlmOptions, TtsOptions
+from voxserve.deployments.engine_factory import build_asr, build_llm, build_tts
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+
+log = logging.getLogger("voxserve.stages")
+
+
+class _Stage:
+    """Shared bits: load timing, readiness and counters of finished and cancelled work."""
+
+    kind = ""
+
+    def _loaded(self, model: str, started: float) -> None:
+        self._info: dict[str, Any] = {"kind": self.kind, "model": model,
+                                      "load_seconds": round(time.monotonic() - started, 2)}
+        self._cancelled = 0
+        self._completed = 0
+
+    async def info(self) -> dict[str, Any]:
+        return {**self._info, "cancelled": self._cancelled, "completed": self._completed}
+
+    async def ready(self) -> bool:
+        return True
+
+
+@serve.deployment(name="ASR")
+class AsrDeployment(_Stage):
+    kind = "asr"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        started = time.monotonic()
+        opts = AsrOptions.model_validate(options)
+        self._engine = build_asr(opts)
+        # one decode per worker at a time; more requests queue here rather than oversubscribe
+        self._slots = asyncio.Semaphore(opts.num_workers)
+        self._loaded(opts.model, started)
+
+    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                         prompt: str | None = None) -> Transcript:
+        async with self._slots:
+            try:
+                result: Transcript = await asyncio.to_thread(
+                    self._engine.transcribe, audio_16k, language, prompt)
+            except asyncio.CancelledError:
+                # the decode thread finishes on its own (ctranslate2 cannot be interrupted);
+                # the result is dropped
+                self._cancelled += 1
+                raise
+        self._completed += 1
+        return result
+
+
+@serve.deployment(name="LLM")
+class LlmDeployment(_Stage):
+    kind = "llm"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        started = time.monotonic()
+        opts = LlmOptions.model_validate(options)
+        self._engine = build_llm(opts)
+        self._loaded(opts.model, started)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+        gen = self._engine.stream(request)
+        try:
+            async for delta in gen:
+                yield delta
+            self._completed += 1
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            log.info("LLM request %s cancelled", request.request_id)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await gen.aclose()  # stops decoding in the engine
+
+    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
+        await self._engine.warm(messages)
+
+
+@serve.deployment(name="TTS")
+class TtsDeployment(_Stage):
+    kind = "tts"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        started = time.monotonic()
+        opts = TtsOptions.model_validate(options)
+        self._engine = build_tts(opts)
+        self._default_speaker = opts.default_speaker
+        self._loaded("hibari", started)
+
+    async def speak(self, text: str, voice: str | None = None,
+                    speed: float = 1.0) -> AsyncIterator[SpeechChunk]:
+        try:
+            chunk: SpeechChunk = await asyncio.to_thread(
+                self._engine.synthesize, text, voice or self._default_speaker, speed)
+            yield chunk
+            self._completed += 1
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            raise

