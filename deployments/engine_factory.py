@@ -26,7 +26,7 @@ def build_asr(opts: AsrOptions) -> Any:
         model = opts.model
     engine = FasterWhisperEngine(model, device=opts.device, compute_type=opts.compute_type,
                                  cpu_threads=opts.cpu_threads, num_workers=opts.num_workers,
-                                 beam_size=opts.beam_size)
+                                 beam_size=opts.beam_size, word_timestamps=opts.word_timestamps)
     log.info("ASR %s loaded in %.1f s", opts.model, time.monotonic() - started)
     return engine
 

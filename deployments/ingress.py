@@ -4,8 +4,6 @@ Each WebSocket is one long ASGI request, so a session stays on the replica that 
 this replica owns the session's streaming state and its cancellation.
 """
 
-from __future__ import annotations
-
 import asyncio
 import hmac
 import logging
@@ -68,7 +66,7 @@ class IngressDeployment:
         self._options = VoxServeOptions.model_validate(options)
         self._handles = {"asr": asr, "llm": llm, "tts": tts}
         self._pipeline = ServePipeline(asr, llm, tts)
-        self._vad_factory = SileroVad.factory()
+        self._vad_factory = SileroVad
         s = self._options.session
         self._defaults = SessionDefaults(
             system_prompt=s.system_prompt, voices=s.voices, default_voice=s.default_voice,
@@ -109,13 +107,31 @@ class IngressDeployment:
         return PlainTextResponse("VoxServe: connect a Realtime client to ws://HOST:PORT/v1/realtime "
                                  "or a Voice Live client to /voice-live/realtime\n")
 
-    # Every route of both dialects goes to this handler; the path and headers pick the dialect.
+    # One thin method per route (the path and headers pick the dialect). This module does not use
+    # `from __future__ import annotations`: Serve's class-based view rebuilds these signatures,
+    # and a string annotation "WebSocket" then reads as a required query parameter, which
+    # FastAPI answers by refusing the socket (close 1008, HTTP 403).
     @app.websocket("/v1/realtime")
+    async def _v1(self, ws: WebSocket) -> None:
+        await self._serve_socket(ws)
+
     @app.websocket("/realtime")
+    async def _bare(self, ws: WebSocket) -> None:
+        await self._serve_socket(ws)
+
     @app.websocket("/openai/realtime")
+    async def _azure_openai(self, ws: WebSocket) -> None:
+        await self._serve_socket(ws)
+
     @app.websocket("/openai/v1/realtime")
+    async def _azure_openai_v1(self, ws: WebSocket) -> None:
+        await self._serve_socket(ws)
+
     @app.websocket("/voice-live/realtime")
-    async def realtime(self, ws: WebSocket) -> None:
+    async def _voice_live(self, ws: WebSocket) -> None:
+        await self._serve_socket(ws)
+
+    async def _serve_socket(self, ws: WebSocket) -> None:
         if not self._authorized(ws):
             log.warning("rejected unauthenticated WebSocket from %s", ws.client)
             try:

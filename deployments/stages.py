@@ -52,6 +52,7 @@ class AsrDeployment(_Stage):
         self._engine = build_asr(opts)
         # one decode per worker at a time; more requests queue here rather than oversubscribe
         self._slots = asyncio.Semaphore(opts.num_workers)
+        self._language = opts.language
         self._loaded(opts.model, started)
 
     async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
@@ -59,13 +60,15 @@ class AsrDeployment(_Stage):
         async with self._slots:
             try:
                 result: Transcript = await asyncio.to_thread(
-                    self._engine.transcribe, audio_16k, language, prompt)
+                    self._engine.transcribe, audio_16k, language or self._language, prompt)
             except asyncio.CancelledError:
                 # the decode thread finishes on its own (ctranslate2 cannot be interrupted);
                 # the result is dropped
                 self._cancelled += 1
                 raise
         self._completed += 1
+        log.info("transcribed %.1f s of audio in %.0f ms", result.audio_seconds,
+                 result.decode_seconds * 1000)
         return result
 
 

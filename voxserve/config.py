@@ -63,6 +63,11 @@ class AsrOptions(BaseModel):
     cpu_threads: int = Field(1, ge=1)
     num_workers: int = Field(1, ge=1)
     beam_size: int = Field(1, ge=1, le=10)
+    # Used when the client names no transcription language. Detecting the language costs an
+    # extra decoder pass per turn; null turns detection on.
+    language: str | None = "en"
+    # Word times are not needed for the user's transcript and cost a cross-attention alignment.
+    word_timestamps: bool = False
 
 
 class LlmOptions(BaseModel):

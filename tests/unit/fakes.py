@@ -40,9 +40,19 @@ class FakePipeline:
         self.speak_cancelled = 0
         self.warmed = 0
         self.fail_chat = False
+        self.transcribed: list[float] = []  # seconds of audio per ASR call
+        self.asr_cancelled = 0
+        self.asr_delay = 0.0
 
     async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
                          prompt: str | None = None) -> Transcript:
+        self.transcribed.append(audio_16k.size / 16000)
+        try:
+            if self.asr_delay:
+                await asyncio.sleep(self.asr_delay)
+        except asyncio.CancelledError:
+            self.asr_cancelled += 1
+            raise
         return Transcript(self.transcript, "en", audio_16k.size / 16000)
 
     async def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:  # type: ignore[override]

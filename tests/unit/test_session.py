@@ -245,3 +245,29 @@ async def test_g711_input_and_16k_output_formats() -> None:
     # fake TTS: 0.25 s per word, 6 words = 1.5 s at 16 kHz PCM16
     assert total == pytest.approx(1.5 * 16000 * 2, rel=0.01)
     await _stop(tr, task)
+
+
+async def test_early_asr_decode_is_reused_when_the_turn_ends() -> None:
+    pipe = FakePipeline()
+    pipe.asr_delay = 0.05
+    session, tr, _, task = await start_session(Dialect.GA, pipe)
+    tr.push(append_event(tone_pcm16(1.0) + silence_pcm16(0.8)))
+    await tr.wait_for("response.done")
+    assert len(pipe.transcribed) == 1  # the decode started at the pause served the turn
+    assert pipe.asr_cancelled == 0
+    await _stop(tr, task)
+
+
+async def test_early_asr_decode_is_dropped_when_the_user_resumes() -> None:
+    pipe = FakePipeline()
+    pipe.asr_delay = 0.5
+    session, tr, _, task = await start_session(Dialect.GA, pipe)
+    # a 300 ms pause: past the 200 ms speculation point, short of the 500 ms end of turn
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.3)))
+    await asyncio.sleep(0.05)
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    await tr.wait_for("response.done")
+    assert pipe.asr_cancelled == 1
+    assert len(pipe.transcribed) == 2  # dropped at the resume; the second pause's decode serves
+    assert tr.types().count("input_audio_buffer.speech_started") == 1
+    await _stop(tr, task)

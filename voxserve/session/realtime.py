@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from voxserve.audio.formats import b64decode_strict
 from voxserve.audio.resample import resample
-from voxserve.models.base import VadModel
+from voxserve.models.base import Transcript, VadModel
 from voxserve.protocol import client_events as ce
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
@@ -46,7 +46,7 @@ from voxserve.session.conversation import Conversation
 from voxserve.session.input_buffer import InputBuffer, ms, samples_of
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.response import CancelReason, Response, ResponseOptions
-from voxserve.session.turn_detector import SpeechStart, SpeechStop, TurnDetector
+from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechStop, TurnDetector
 
 log = logging.getLogger("voxserve.session")
 
@@ -71,12 +71,16 @@ class SessionDefaults:
     model_name: str = "voxserve-default"
     max_buffer_seconds: float = 120.0
     min_speech_ms: int = 100
+    # Start the ASR decode after this much silence, before the turn is decided; its result is
+    # used if the user does not resume. None disables it.
+    early_asr_ms: int | None = 200
     session_max_seconds: float = 3600.0
     outbox_size: int = 512
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 E = TypeVar("E", bound=ce._ClientEvent)
+T = TypeVar("T")
 _Handler = Callable[["RealtimeSession", Any], Awaitable[None]]
 _HANDLERS: dict[type, _Handler] = {}
 
@@ -108,6 +112,8 @@ class RealtimeSession:
         self._detector: TurnDetector | None = None
         self._speech_item: str | None = None
         self._speech_start = 0
+        # a speculative decode started at the first pause: (task, end sample of its audio)
+        self._early_asr: tuple[asyncio.Task[Transcript | Exception], int] | None = None
         self._audio_produced = False
         self._active: tuple[Response, asyncio.Task[None]] | None = None
         self._last_response_id: str | None = None
@@ -182,9 +188,11 @@ class RealtimeSession:
                                                 f"internal error handling {event.type}: {exc}",
                                                 type="server_error"), event.event_id)
 
-    def _background(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+    def _background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task owned by the session's task group. The coroutine must not raise: an escaping
+        exception would cancel the whole session (by design for the writer, a bug elsewhere)."""
         assert self._tg is not None, "session is not being served"
-        return self._tg.create_task(coro)  # type: ignore[arg-type]
+        return self._tg.create_task(coro)
 
     async def _shutdown(self) -> None:
         if self._active is not None:
@@ -210,7 +218,8 @@ class RealtimeSession:
             self._detector = None
             return
         if self._detector is None:
-            self._detector = TurnDetector(self._vad_factory(), td, self.defaults.min_speech_ms)
+            self._detector = TurnDetector(self._vad_factory(), td, self.defaults.min_speech_ms,
+                                          pause_ms=self.defaults.early_asr_ms)
             self._detector.reset(self.buffer.total_samples)
         else:
             self._detector.options = td
@@ -230,12 +239,40 @@ class RealtimeSession:
                 await self._speech_started(event.sample, detector.options)
             elif isinstance(event, SpeechStop):
                 await self._speech_stopped(event.sample, detector.options)
+            elif isinstance(event, Pause):
+                # decode what was said so far; used if the turn ends without more speech
+                audio = self.buffer.audio(self._speech_start, event.sample)
+                self._drop_early_asr()
+                self._early_asr = (self._background(self._try_transcribe(audio)), event.sample)
+            elif isinstance(event, Resume):
+                self._drop_early_asr()
         if not detector.speaking:
             keep = samples_of(detector.options.prefix_padding_ms) + samples_of(100)
             self.buffer.drop_before(self.buffer.total_samples - keep)
         elif self.buffer.overflowing():  # an endless "turn" (e.g. constant noise): cut it here
             await self._speech_stopped(self.buffer.total_samples, detector.options)
             detector.reset(self.buffer.total_samples)
+
+    def _drop_early_asr(self) -> None:
+        if self._early_asr is not None:
+            self._early_asr[0].cancel()  # ServePipeline cancels the Serve call behind it
+            self._early_asr = None
+
+    async def _transcribe_audio(self, audio: np.ndarray) -> Transcript:
+        cfg = self.config.transcription
+        language = cfg.language if cfg and cfg.language and "," not in cfg.language else None
+        prompt = None
+        if cfg is not None:
+            prompt = cfg.prompt or (", ".join(cfg.phrase_list) if cfg.phrase_list else None)
+        return await self.pipeline.transcribe(audio, language, prompt)
+
+    async def _try_transcribe(self, audio: np.ndarray) -> Transcript | Exception:
+        """A decode whose failure is returned, not raised: an exception escaping a task of the
+        session's task group would end the whole session."""
+        try:
+            return await self._transcribe_audio(audio)
+        except Exception as exc:
+            return exc
 
     async def _speech_started(self, sample: int, td: TurnDetection) -> None:
         start = max(self.buffer.start_sample, sample - samples_of(td.prefix_padding_ms))
@@ -250,11 +287,14 @@ class RealtimeSession:
         self._speech_item = None
         await self.send(SpeechStoppedEvent(audio_end_ms=ms(sample), item_id=item_id))
         audio = self.buffer.audio(self._speech_start)
-        await self._commit(item_id, audio)
+        early, self._early_asr = self._early_asr, None
+        # the speculative decode covers the whole turn when no speech came after it started
+        await self._commit(item_id, audio, early[0] if early else None)
         if td.create_response:
             await self._respond(self._response_options(None), cancel_previous=True)
 
-    async def _commit(self, item_id: str, audio: np.ndarray) -> None:
+    async def _commit(self, item_id: str, audio: np.ndarray,
+                      decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
         self.buffer.clear()
         item = Item(id=item_id, type="message", role="user",
                     content=[ContentPart(type="input_audio", transcript=None)])
@@ -262,22 +302,21 @@ class RealtimeSession:
         await self.send(CommittedEvent(previous_item_id=previous, item_id=item_id))
         await self.send(ItemAddedEvent(previous_item_id=previous, item=item))
         await self.send(ItemDoneEvent(previous_item_id=previous, item=item))
-        self._transcribe(item, audio)
+        self._transcribe(item, audio, decoded)
 
-    def _transcribe(self, item: Item, audio: np.ndarray) -> None:
+    def _transcribe(self, item: Item, audio: np.ndarray,
+                    decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.conversation.transcripts[item.id] = future
-        self._background(self._run_transcription(item, audio, future))
+        self._background(self._run_transcription(item, audio, future, decoded))
 
-    async def _run_transcription(self, item: Item, audio: np.ndarray,
-                                 future: asyncio.Future[str]) -> None:
+    async def _run_transcription(self, item: Item, audio: np.ndarray, future: asyncio.Future[str],
+                                 decoded: asyncio.Task[Transcript | Exception] | None) -> None:
         cfg = self.config.transcription
-        language = cfg.language if cfg and cfg.language and "," not in cfg.language else None
-        prompt = None
-        if cfg is not None:
-            prompt = cfg.prompt or (", ".join(cfg.phrase_list) if cfg.phrase_list else None)
         try:
-            result = await self.pipeline.transcribe(audio, language, prompt)
+            result = await (decoded if decoded is not None else self._try_transcribe(audio))
+            if isinstance(result, Exception):
+                raise result
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -398,6 +437,14 @@ class RealtimeSession:
             if self._active is not None and self._active[0] is response:
                 self._active = None
             self.responses_done = (self.responses_done + [response])[-20:]
+            t = response.timings
+
+            def since(mark: float) -> str:
+                return f"{(mark - t.created) * 1000:.0f}" if mark else "-"
+            log.info("session %s response %s: context %s ms, first token %s ms, first tts %s ms, "
+                     "first audio %s ms, done %s ms", self.id, response.id, since(t.context_ready),
+                     since(t.first_token), since(t.first_tts_chunk), since(t.first_audio_sent),
+                     since(t.done))
 
     def _mark_audio(self) -> None:
         self._audio_produced = True
@@ -450,6 +497,7 @@ async def _commit(s: RealtimeSession, ev: ce.InputAudioBufferCommitEvent) -> Non
                             f"at least {MIN_COMMIT_MS} ms needed")
     start = s._speech_start if s._speech_item else s.buffer.start_sample
     item_id = s._speech_item or new_id("item")
+    s._drop_early_asr()
     s._speech_item = None
     audio = s.buffer.audio(start)
     if s._detector is not None:
@@ -461,6 +509,7 @@ async def _commit(s: RealtimeSession, ev: ce.InputAudioBufferCommitEvent) -> Non
 async def _clear(s: RealtimeSession, ev: ce.InputAudioBufferClearEvent) -> None:
     s.buffer.clear()
     s._speech_item = None
+    s._drop_early_asr()
     if s._detector is not None:
         s._detector.reset(s.buffer.total_samples)
     await s.send(ClearedEvent())

@@ -32,11 +32,24 @@ class SpeechStop:
     sample: int  # session-clock sample where the final silence began
 
 
-TurnEvent = SpeechStart | SpeechStop
+@dataclass(frozen=True)
+class Pause:
+    """Silence reached the pause mark mid-turn (the turn may still go on)."""
+
+    sample: int  # session-clock sample up to which the user has spoken
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Speech came back after a `Pause`, so whatever was started at the pause is stale."""
+
+
+TurnEvent = SpeechStart | SpeechStop | Pause | Resume
 
 
 class TurnDetector:
-    def __init__(self, vad: VadModel, options: TurnDetection, min_speech_ms: int = 100) -> None:
+    def __init__(self, vad: VadModel, options: TurnDetection, min_speech_ms: int = 100,
+                 pause_ms: int | None = None) -> None:
         self._vad = vad
         self.options = options
         self._window = vad.window_samples
@@ -48,6 +61,8 @@ class TurnDetector:
         self._silence_run = 0
         self._silence_start = 0
         self._min_speech = int(min_speech_ms * 16)
+        self._pause = None if pause_ms is None else int(pause_ms * 16)
+        self._paused = False
 
     @property
     def speaking(self) -> bool:
@@ -69,6 +84,7 @@ class TurnDetector:
         self._pending = np.zeros(0, np.float32)
         self._clock = clock
         self._speaking = False
+        self._paused = False
         self._speech_run = self._silence_run = 0
 
     def feed(self, samples: np.ndarray) -> list[TurnEvent]:
@@ -100,10 +116,18 @@ class TurnDetector:
                     if self._silence_run >= self._silence_needed():
                         self._speaking = False
                         self._speech_run = 0
+                        self._paused = False
                         events.append(SpeechStop(self._silence_start))
                         self._silence_run = 0
+                    elif (self._pause is not None and not self._paused
+                          and self._silence_run >= self._pause):
+                        self._paused = True
+                        events.append(Pause(start + w))
                 elif p >= threshold:
                     self._silence_run = 0
+                    if self._paused:
+                        self._paused = False
+                        events.append(Resume())
         self._pending = self._pending[offset:]
         self._clock += offset
         return events
