@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from voxserve.config import VoxServeOptions
 from voxserve.protocol.dialects import pick_dialect
 from voxserve.session.realtime import RealtimeSession, SessionDefaults
+from voxserve.deployments.logs import route_to_serve_log
 from voxserve.deployments.serve_pipeline import ServePipeline
 
 log = logging.getLogger("voxserve.ingress")
@@ -63,6 +64,7 @@ class IngressDeployment:
                  tts: DeploymentHandle) -> None:
         from voxserve.models.silero_vad import SileroVad
 
+        route_to_serve_log()
         self._options = VoxServeOptions.model_validate(options)
         self._handles = {"asr": asr, "llm": llm, "tts": tts}
         self._pipeline = ServePipeline(asr, llm, tts)

@@ -18,6 +18,7 @@ import numpy as np
 from ray import serve
 
 from voxserve.config import AsrOptions, LlmOptions, TtsOptions
+from voxserve.deployments.logs import route_to_serve_log
 from voxserve.deployments.engine_factory import build_asr, build_llm, build_tts
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
 
@@ -30,6 +31,7 @@ class _Stage:
     kind = ""
 
     def _loaded(self, model: str, started: float) -> None:
+        route_to_serve_log()
         self._info: dict[str, Any] = {"kind": self.kind, "model": model,
                                       "load_seconds": round(time.monotonic() - started, 2)}
         self._cancelled = 0

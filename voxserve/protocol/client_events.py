@@ -17,7 +17,8 @@ from voxserve.protocol.session_config import validation_error
 
 
 class _ClientEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: "0" is not an index and 5.0 is not a millisecond count; say so rather than guess
+    model_config = ConfigDict(extra="ignore", strict=True)
     event_id: str | None = None
 
 

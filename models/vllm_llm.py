@@ -1,0 +1,106 @@
+"""LLM engine on vLLM's AsyncLLMEngine, for GPU configurations.
+
+vLLM is not installed on CPU hosts, so it is imported inside the constructor: this module imports
+anywhere. Behaviour mirrors `LlamaCppEngine`: the chat prompt comes from the model tokenizer's
+chat template, text is streamed as deltas of vLLM's cumulative outputs, a closed or cancelled
+consumer aborts the request in vLLM (`abort(request_id)` in a finally block), and tool calls use
+the same say-or-call JSON schema (`models.tool_schema`) through vLLM's guided JSON decoding.
+vLLM's automatic prefix caching keeps shared system prompts warm; `warm()` prefills them.
+
+Written against the vLLM 0.6-0.10 API (AsyncEngineArgs, SamplingParams, GuidedDecodingParams);
+it has not been run in this repository's CI (no GPU there).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from .base import ChatRequest, LlmDelta
+from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
+
+
+class VllmEngine:
+    """`LlmEngine` on vLLM. `model` is a hub name or local HF-format directory."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
+                 max_model_len: int | None = None, default_max_tokens: int = 512) -> None:
+        from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
+        from vllm.sampling_params import GuidedDecodingParams
+
+        self._SamplingParams = SamplingParams
+        self._GuidedDecodingParams = GuidedDecodingParams
+        args = AsyncEngineArgs(model=model, tensor_parallel_size=tensor_parallel_size,
+                               gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                               enable_prefix_caching=True)
+        self._engine = AsyncLLMEngine.from_engine_args(args)
+        self.default_max_tokens = default_max_tokens
+        self._tokenizer: Any = None
+
+    async def _prompt(self, messages: list[dict[str, Any]]) -> str:
+        if self._tokenizer is None:
+            self._tokenizer = await self._engine.get_tokenizer()
+        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    async def _generate(self, prompt: str, params: Any) -> AsyncIterator[Any]:
+        """vLLM's generate stream, aborted in vLLM when this generator is closed early."""
+        request_id = uuid.uuid4().hex
+        finished = False
+        try:
+            async for output in self._engine.generate(prompt, params, request_id):
+                finished = output.finished
+                yield output
+        finally:
+            if not finished:
+                await self._engine.abort(request_id)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+        tool_mode = uses_tools(request.tools, request.tool_choice)
+        prompt = await self._prompt(prepare_messages(request.messages, request.tools, request.tool_choice))
+        guided = None
+        if tool_mode:
+            guided = self._GuidedDecodingParams(json=answer_schema(request.tools, request.tool_choice))
+        params = self._SamplingParams(temperature=request.temperature,
+                                      max_tokens=request.max_tokens or self.default_max_tokens,
+                                      guided_decoding=guided)
+        extractor = JsonStringFieldExtractor("text")
+        sent = 0
+        last: Any = None
+        outputs = self._generate(prompt, params)
+        try:
+            async for output in outputs:
+                last = output
+                text = output.outputs[0].text  # cumulative: emit only what is new
+                piece, sent = text[sent:], len(text)
+                if not piece:
+                    continue
+                if not tool_mode:
+                    yield LlmDelta(kind="text", text=piece)
+                elif spoken := extractor.feed(piece):
+                    yield LlmDelta(kind="text", text=spoken)
+        finally:
+            await outputs.aclose()
+        if last is None:
+            return
+        completion = last.outputs[0]
+        finish_reason = "length" if completion.finish_reason == "length" else "stop"
+        if tool_mode and finish_reason != "length":
+            kind, name, arguments = parse_answer(completion.text)
+            if kind == "tool_call":
+                yield LlmDelta(kind="tool_call", name=name, arguments=arguments)
+                finish_reason = "tool_call"
+        yield LlmDelta(kind="done", prompt_tokens=len(last.prompt_token_ids or ()),
+                       cached_tokens=int(getattr(last, "num_cached_tokens", 0) or 0),
+                       completion_tokens=len(completion.token_ids),
+                       finish_reason=finish_reason)  # type: ignore[arg-type]
+
+    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
+        prompt = await self._prompt(prepare_messages(list(messages)))
+        async for _ in self._generate(prompt, self._SamplingParams(max_tokens=1, temperature=0.0)):
+            pass
+
+
+__all__ = ["VllmEngine"]

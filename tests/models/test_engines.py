@@ -1,0 +1,269 @@
+"""The real model engines on recorded speech, plus unit tests of the weights assembler and the
+incremental JSON string extractor.
+
+Each engine is loaded once per module (module-scoped fixtures); the whole file is sized to run in
+about a minute on a busy 2-core box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import resource
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.base import ChatRequest, LlmDelta, ToolSpec
+from models.tool_schema import JsonStringFieldExtractor, answer_schema, flatten_tool_turns
+from models.weights import WeightsError, assemble
+from tests.speech import clips, wer
+
+pytestmark = pytest.mark.models
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == 16_000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- weights -------------------------------------------------------------------------------------
+
+def _parts(tmp_path: Path) -> tuple[list[Path], str]:
+    chunks = [b"alpha" * 1000, b"beta" * 777, b"gamma"]
+    parts = []
+    for i, data in enumerate(chunks):
+        p = tmp_path / f"part{i:02d}.bin"
+        p.write_bytes(data)
+        parts.append(p)
+    return parts, hashlib.sha256(b"".join(chunks)).hexdigest()
+
+
+def test_assemble_concatenates_in_order_and_records_hash(tmp_path: Path) -> None:
+    parts, digest = _parts(tmp_path)
+    res = assemble(parts, tmp_path / "out" / "model.bin", digest, package="fake-pkg")
+    assert not res.skipped
+    assert res.path.read_bytes() == b"".join(p.read_bytes() for p in parts)
+    assert (tmp_path / "out" / "model.bin.sha256").read_text().split()[0] == digest
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.bin", "model.bin.sha256"]
+
+
+def test_assemble_hash_mismatch_names_package_and_hashes(tmp_path: Path) -> None:
+    parts, digest = _parts(tmp_path)
+    wrong = "0" * 64
+    with pytest.raises(WeightsError) as err:
+        assemble(parts, tmp_path / "model.bin", wrong, package="fake-pkg")
+    message = str(err.value)
+    assert "fake-pkg" in message and wrong in message and digest in message
+    # Nothing is left under the final name, nor temporary files.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in parts]
+
+
+def test_assemble_is_idempotent_and_skips_rehashing(tmp_path: Path) -> None:
+    parts, digest = _parts(tmp_path)
+    dest = tmp_path / "model.bin"
+    assemble(parts, dest, digest, package="fake-pkg")
+    for p in parts:  # a second start must not need (or read) the parts again
+        p.unlink()
+    res = assemble(parts, dest, digest, package="fake-pkg")
+    assert res.skipped and res.path == dest
+
+
+# -- incremental JSON string extractor -------------------------------------------------------------
+
+def test_extractor_streams_text_with_escapes_across_any_split() -> None:
+    value = 'He said "hi"\\ there\n café 😀 \t/end'
+    raw = json.dumps({"type": "message", "meta": {"text": "nested, ignored"}, "text": value})
+    for step in (1, 2, 3, 7, len(raw)):
+        ex = JsonStringFieldExtractor("text")
+        got = "".join(ex.feed(raw[i:i + step]) for i in range(0, len(raw), step))
+        assert got == value, step
+        assert ex.value_complete
+    # Pretty-printed output from the model, and a tool call (no text at all).
+    ex = JsonStringFieldExtractor("text")
+    assert ex.feed('{\n  "type": "message",\n  "text" : "ok \\u00e9"\n}') == "ok é"
+    ex = JsonStringFieldExtractor("text")
+    assert ex.feed('{"type": "get_weather", "arguments": {"text": "x", "city": "Oslo"}}') == ""
+
+
+def test_schema_and_history_shapes() -> None:
+    tools = (ToolSpec("get_weather", "Weather for a city.", {"type": "object"}),
+             ToolSpec("set_timer", "Timer.", {"type": "object"}))
+    auto = answer_schema(tools, "auto")
+    assert [b["properties"]["type"]["const"] for b in auto["anyOf"]] == ["message", "get_weather", "set_timer"]
+    assert all(list(b["properties"])[0] == "type" for b in auto["anyOf"])
+    assert [b["properties"]["type"]["const"] for b in answer_schema(tools, "required")["anyOf"]] == \
+        ["get_weather", "set_timer"]
+    assert answer_schema(tools, "set_timer")["properties"]["type"]["const"] == "set_timer"
+    flat = flatten_tool_turns([
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "4 C"},
+    ])
+    assert [m["role"] for m in flat] == ["user", "assistant", "user"]
+    assert json.loads(flat[1]["content"]) == {"type": "get_weather", "arguments": {"city": "Oslo"}}
+    assert flat[2]["content"] == "Result of get_weather: 4 C"
+
+
+# -- ASR -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def asr():
+    from models.whisper_asr import FasterWhisperEngine
+    return FasterWhisperEngine()
+
+
+def test_asr_wer_on_recorded_clips(asr) -> None:
+    for wav, reference in clips():
+        audio = read_wav(wav)
+        tr = asr.transcribe(audio, language="en")
+        assert wer(reference, tr.text) < 0.15, (wav.name, tr.text)
+        assert tr.decode_seconds > 0 and abs(tr.audio_seconds - len(audio) / 16_000) < 1e-6
+        assert tr.words, "word timings expected (word_timestamps on by default)"
+        starts = [w.start_s for w in tr.words]
+        assert starts == sorted(starts) and tr.words[-1].end_s <= tr.audio_seconds + 0.5
+
+
+# -- VAD -----------------------------------------------------------------------------------------
+
+def test_vad_high_in_speech_low_in_silence() -> None:
+    from models.silero_vad import SileroVad
+
+    vad = SileroVad()
+    speech = read_wav(clips()[0][0])
+    rng = np.random.default_rng(0)
+    silence = (rng.standard_normal(16_000) * 1e-3).astype(np.float32)  # 1 s of faint noise
+    stream = np.concatenate([silence, speech, silence])
+    n = len(stream) // 512
+    t0 = time.perf_counter()
+    probs = np.array([vad.probability(stream[i * 512:(i + 1) * 512]) for i in range(n)])
+    per_window_us = (time.perf_counter() - t0) / n * 1e6
+    lead = len(silence) // 512
+    # Speech windows: the loudest third of the clip (avoids pauses between words).
+    clip_probs = probs[lead:lead + len(speech) // 512]
+    rms = np.array([np.sqrt(np.mean(speech[i * 512:(i + 1) * 512] ** 2)) for i in range(len(clip_probs))])
+    loud = clip_probs[rms >= np.quantile(rms, 2 / 3)]
+    assert loud.mean() > 0.8, loud.mean()
+    assert probs[:lead].max() < 0.3, probs[:lead].max()
+    assert probs[-(lead // 2):].mean() < 0.3  # falls back after the speech ends
+    assert per_window_us < 2000, per_window_us
+    vad.reset()
+    assert vad.probability(silence[:512]) < 0.3
+    with pytest.raises(ValueError):
+        vad.probability(silence[:100])
+
+
+# -- LLM -----------------------------------------------------------------------------------------
+
+SYSTEM = {"role": "system", "content": "You are a friendly voice assistant. Keep answers short."}
+WEATHER = ToolSpec("get_weather", "Get the current weather for a city.",
+                   {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+@pytest.fixture(scope="module")
+def llm():
+    from models.llamacpp_llm import LlamaCppEngine
+    engine = LlamaCppEngine(n_ctx=2048)
+    yield engine
+    engine.close()
+
+
+async def _collect(llm, request: ChatRequest) -> list[LlmDelta]:
+    return [d async for d in llm.stream(request)]
+
+
+def test_llm_streams_text_and_reports_usage(llm) -> None:
+    async def main() -> None:
+        await llm.warm([SYSTEM])
+        deltas = await _collect(llm, ChatRequest(messages=[SYSTEM, {"role": "user", "content": "Say hello."}],
+                                                 temperature=0.2, max_tokens=40))
+        texts = [d.text for d in deltas if d.kind == "text"]
+        assert len(texts) >= 2 and "".join(texts).strip()
+        done = deltas[-1]
+        assert done.kind == "done" and done.prompt_tokens > 0 and done.completion_tokens > 0
+        assert done.cached_tokens > 0  # the warmed system prompt was reused
+        deltas = await _collect(llm, ChatRequest(messages=[SYSTEM, {"role": "user", "content": "Count to 100."}],
+                                                 max_tokens=5))
+        assert deltas[-1].finish_reason == "length" and deltas[-1].completion_tokens == 5
+    asyncio.run(main())
+
+
+def test_llm_generation_stops_when_consumer_closes(llm) -> None:
+    async def main() -> None:
+        request = ChatRequest(messages=[SYSTEM, {"role": "user", "content": "Write a very long story about a dragon."}],
+                              max_tokens=400)
+        gen = llm.stream(request)
+        pieces = 0
+        async for delta in gen:
+            pieces += delta.kind == "text"
+            if pieces == 3:
+                break
+        await gen.aclose()
+        # Generating keeps a core busy (~1 CPU-s per s); after the close it must drop to ~idle.
+        c0 = cpu_seconds()
+        await asyncio.sleep(1.0)
+        assert cpu_seconds() - c0 < 0.35
+        # The slot is free: a new request is answered at once.
+        t0 = time.monotonic()
+        deltas = await _collect(llm, ChatRequest(messages=[SYSTEM, {"role": "user", "content": "Hi"}], max_tokens=3))
+        assert deltas[-1].kind == "done" and time.monotonic() - t0 < 10
+    asyncio.run(main())
+
+
+def test_llm_tool_call_and_forced_choices(llm) -> None:
+    async def main() -> None:
+        deltas = await _collect(llm, ChatRequest(
+            messages=[SYSTEM, {"role": "user", "content": "What's the weather in Oslo?"}],
+            tools=(WEATHER,), temperature=0.0))
+        calls = [d for d in deltas if d.kind == "tool_call"]
+        assert len(calls) == 1 and calls[0].name == "get_weather", deltas
+        assert "oslo" in json.loads(calls[0].arguments)["city"].lower()
+        assert deltas[-1].finish_reason == "tool_call"
+        # tool result in the history -> a spoken answer, streamed as text
+        deltas = await _collect(llm, ChatRequest(messages=[
+            SYSTEM, {"role": "user", "content": "What's the weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+                "name": "get_weather", "arguments": calls[0].arguments}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": '{"temp_c": 4, "sky": "rain"}'},
+        ], tools=(WEATHER,), temperature=0.0))
+        assert [d.kind for d in deltas if d.kind != "text"] == ["done"]
+        assert "4" in "".join(d.text for d in deltas) or "four" in "".join(d.text for d in deltas).lower()
+        forced = await _collect(llm, ChatRequest(messages=[SYSTEM, {"role": "user", "content": "Hello!"}],
+                                                 tools=(WEATHER,), tool_choice="required", temperature=0.0))
+        assert [d.kind for d in forced] == ["tool_call", "done"]
+    asyncio.run(main())
+
+
+# -- TTS -----------------------------------------------------------------------------------------
+
+def test_tts_audio_words_and_intelligibility(asr) -> None:
+    import soxr
+    from models.hibari_tts import HibariTtsEngine
+
+    tts = HibariTtsEngine()
+    assert tts.voices == ("heart",) and tts.sample_rate == 24_000
+    text = "The quick brown fox jumps over the lazy dog near the old stone bridge."
+    chunk = tts.synthesize(text)
+    assert chunk.sample_rate == 24_000 and chunk.audio.dtype == np.float32
+    duration = len(chunk.audio) / chunk.sample_rate
+    assert duration > 1.5 and np.sqrt(np.mean(chunk.audio ** 2)) > 0.01
+    words = chunk.words
+    assert [w.text for w in words] == [w.strip(".") for w in text.split()]
+    for a, b in zip(words, words[1:]):
+        assert a.start_s <= a.end_s <= b.start_s + 1e-6
+    assert words[0].start_s >= 0 and words[-1].end_s <= duration + 1e-6
+    heard = asr.transcribe(soxr.resample(chunk.audio, 24_000, 16_000).astype(np.float32), language="en")
+    assert wer(text, heard.text) < 0.15, heard.text
+    with pytest.raises(ValueError):
+        tts.synthesize("hi", voice="emma")

@@ -1,0 +1,47 @@
+"""Where streamed LLM text is cut into pieces for TTS."""
+
+from __future__ import annotations
+
+import pytest
+
+from voxserve.session.text_chunker import TextChunker, speakable
+
+pytestmark = pytest.mark.unit
+
+
+def _feed(text: str, chunker: TextChunker | None = None) -> list[str]:
+    chunker = chunker or TextChunker()
+    pieces: list[str] = []
+    for i in range(0, len(text), 3):  # token-sized increments
+        pieces += chunker.push(text[i:i + 3])
+    return pieces + chunker.flush()
+
+
+def test_sentences_are_pieces() -> None:
+    assert _feed("Hi there. How are you? Fine!") == ["Hi there.", "How are you?", "Fine!"]
+
+
+def test_first_piece_may_end_at_a_clause() -> None:
+    assert _feed("Well, of course, I can help you with that today.")[0] == "Well, of course,"
+
+
+def test_first_piece_is_cut_before_a_conjunction_in_a_long_sentence() -> None:
+    pieces = _feed("He was a kind young man because he worked hard every single day.")
+    assert pieces[0] == "He was a kind young man"
+    assert pieces[1].startswith("because")
+
+
+def test_first_piece_is_bounded_without_any_break() -> None:
+    pieces = _feed("The quick brown fox jumps over the lazy dog near the river bank today.")
+    assert pieces[0] == "The quick brown fox jumps over the"
+    assert " ".join(pieces) == "The quick brown fox jumps over the lazy dog near the river bank today."
+
+
+def test_a_partial_last_word_is_never_cut() -> None:
+    chunker = TextChunker(first_max_words=3)
+    assert chunker.push("one two thr") == []
+    assert chunker.push("ee four") == ["one two three"]
+
+
+def test_markdown_is_not_spoken() -> None:
+    assert speakable("**Sure**, see [the docs](http://x) `now`") == "Sure, see  now"
