@@ -73,27 +73,29 @@ async def client_runs(url: str, audio: np.ndarray, runs: int, api_key: str | Non
     return results
 
 
-def stage_floors(audio_24k: np.ndarray, transcript: str, repeats: int) -> dict[str, list[float]]:
-    """Each stage alone, in this process, on the same clip (ms)."""
+def stage_floors(audio_24k: np.ndarray, transcript: str, repeats: int,
+                 options_file: str | None) -> dict[str, list[float]]:
+    """Each stage alone, in this process, on the same clip (ms), with the engines built from
+    the same options as the server's."""
     from voxserve.audio.resample import resample
-    from voxserve.config import DEFAULT_SYSTEM_PROMPT
+    from voxserve.config import load_options
+    from voxserve.deployments.engine_factory import build_asr, build_llm, build_tts
     from voxserve.models.base import ChatRequest
-    from voxserve.models.hibari_tts import HibariTtsEngine
-    from voxserve.models.llamacpp_llm import LlamaCppEngine
-    from voxserve.models.whisper_asr import FasterWhisperEngine
+
+    options = load_options(options_file)
 
     audio_16k = resample(audio_24k[: int(speech_end_s(audio_24k) * 24000)], 24000, 16000)
     floors: dict[str, list[float]] = {"asr_final_ms": [], "llm_first_token_ms": [],
                                       "tts_first_chunk_ms": []}
-    asr = FasterWhisperEngine(word_timestamps=False)
+    asr = build_asr(options.asr)
     for _ in range(repeats):
         t = time.perf_counter()
-        asr.transcribe(audio_16k, "en")
+        asr.transcribe(audio_16k, options.asr.language)
         floors["asr_final_ms"].append((time.perf_counter() - t) * 1000)
     del asr
 
-    llm = LlamaCppEngine(n_parallel=2)
-    system = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
+    llm = build_llm(options.llm)
+    system = [{"role": "system", "content": options.session.system_prompt}]
 
     async def first_tokens() -> None:
         await llm.warm(system)
@@ -107,7 +109,7 @@ def stage_floors(audio_24k: np.ndarray, transcript: str, repeats: int) -> dict[s
     asyncio.run(first_tokens())
     llm.close()
 
-    tts = HibariTtsEngine()
+    tts = build_tts(options.tts)
     for _ in range(repeats):
         t = time.perf_counter()
         tts.synthesize("Hello there, how can I help you today?")
@@ -128,6 +130,7 @@ def main() -> int:
     parser.add_argument("--clip", default=str(DEFAULT_CLIP))
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--floor-repeats", type=int, default=5)
+    parser.add_argument("--config", help="the options file the server runs with (default: built-in)")
     parser.add_argument("--out", default="bench/results/ttfa_single.json")
     args = parser.parse_args()
 
@@ -140,7 +143,7 @@ def main() -> int:
     committed = [r["committed_ms"] for r in runs if r["committed_ms"] is not None]
     print("stage floors (server idle, engines loaded in this process)...", flush=True)
     transcript = next((r["user"] for r in runs if r["user"]), "Hello.")
-    floors = stage_floors(audio, transcript, args.floor_repeats)
+    floors = stage_floors(audio, transcript, args.floor_repeats, args.config)
     floor_sum = sum(percentile(v, 50) for v in floors.values())
     report = {
         "clip": Path(args.clip).name, "url": args.url, "runs": runs,

@@ -68,7 +68,7 @@ class IngressDeployment:
         self._options = VoxServeOptions.model_validate(options)
         self._handles = {"asr": asr, "llm": llm, "tts": tts}
         self._pipeline = ServePipeline(asr, llm, tts)
-        self._vad_factory = SileroVad
+        self._vad_factory = SileroVad.shared()
         s = self._options.session
         self._defaults = SessionDefaults(
             system_prompt=s.system_prompt, voices=s.voices, default_voice=s.default_voice,

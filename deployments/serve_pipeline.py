@@ -8,16 +8,17 @@ its Serve response whenever it ends before the replica said it was finished.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import numpy as np
-from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
 
 
-async def _stream(gen: DeploymentResponseGenerator) -> AsyncIterator[Any]:
+async def _stream(gen: DeploymentResponse | DeploymentResponseGenerator) -> AsyncGenerator[Any, None]:
+    assert isinstance(gen, DeploymentResponseGenerator), "call the handle with stream=True"
     finished = False
     try:
         async for item in gen:
@@ -46,10 +47,10 @@ class ServePipeline:
             raise
         return result
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+    def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         return _stream(self._llm_stream.stream.remote(request))
 
-    def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[SpeechChunk]:
+    def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[SpeechChunk, None]:
         return _stream(self._tts_stream.speak.remote(text, voice, speed))
 
     async def warm(self, messages: Sequence[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ rate (16 kHz for ASR and VAD, the TTS engine's own rate for output).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -79,7 +79,7 @@ class LlmDelta:
 class LlmEngine(Protocol):
     name: str
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]: ...
+    def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]: ...
 
     async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
         """Prefill `messages` so a later request sharing the prefix starts fast."""

@@ -29,7 +29,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,7 @@ class LlamaCppEngine:
         return body, tool_mode
 
     # -- streaming ---------------------------------------------------------------------------
-    async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Run one streaming call on a worker thread and yield its raw chunks.
 
         When this generator is closed or cancelled the flag makes the next callback return True,
@@ -153,7 +153,7 @@ class LlamaCppEngine:
         finally:
             stop.set()
 
-    async def _raw_stream(self, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+    async def _raw_stream(self, request: ChatRequest) -> AsyncGenerator[dict[str, Any], None]:
         body, tool_mode = self._body(request)
         try:
             # The first chunk comes only after prefill: any schema error is raised before it.
@@ -170,7 +170,7 @@ class LlamaCppEngine:
             async for chunk in self._chunks(body):
                 yield chunk
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         tool_mode = uses_tools(request.tools, request.tool_choice)
         extractor = JsonStringFieldExtractor("text")
         raw: list[str] = []

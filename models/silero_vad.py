@@ -11,7 +11,9 @@ threads only add synchronisation overhead beside the other engines.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,24 +33,36 @@ def silero_onnx_path() -> Path:
     return path
 
 
+def _load(model_path: str | Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(model_path or silero_onnx_path()), opts,
+                                providers=["CPUExecutionProvider"])
+
+
 class SileroVad:
     """`VadModel`: call `probability` once per 512-sample window of 16 kHz audio, in order."""
 
     window_samples = WINDOW
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model_path or silero_onnx_path()), opts,
-                                             providers=["CPUExecutionProvider"])
+    def __init__(self, model_path: str | Path | None = None, *, session: Any = None) -> None:
+        self._session = session if session is not None else _load(model_path)
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self._input = np.zeros((1, CONTEXT + WINDOW), dtype=np.float32)  # reused buffer: context + window
         self.reset()
+
+    @classmethod
+    def shared(cls, model_path: str | Path | None = None) -> Callable[[], SileroVad]:
+        """A factory of per-stream detectors sharing one loaded model: each WebSocket session
+        needs its own recurrent state, not its own copy of the network (onnxruntime's `run` is
+        safe to call from several streams)."""
+        session = _load(model_path)
+        return lambda: cls(session=session)
 
     def reset(self) -> None:
         """Forget the stream: zero the recurrent state and the carried context (new utterance/session)."""

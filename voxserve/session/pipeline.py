@@ -7,7 +7,7 @@ streaming call, since Ray does not propagate a consumer's cancellation by itself
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,8 +19,8 @@ class Pipeline(Protocol):
     async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
                          prompt: str | None = None) -> Transcript: ...
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[LlmDelta]: ...
+    def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]: ...
 
-    def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[SpeechChunk]: ...
+    def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[SpeechChunk, None]: ...
 
     async def warm(self, messages: Sequence[dict[str, Any]]) -> None: ...

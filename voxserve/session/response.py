@@ -138,7 +138,8 @@ class Response:
     # ---- the task body --------------------------------------------------------------------
 
     async def run(self) -> None:
-        status, details = "completed", None
+        status: str = "completed"
+        details: dict[str, Any] | None = None
         try:
             await self._emit(ResponseCreatedEvent(response=self.snapshot()))
             await self._generate()
@@ -327,8 +328,8 @@ class Response:
                     call_id=new_id("call"), name=delta.name, arguments="")
         index = await self._add_output_item(item)
         stored = self._output[index]
-        ref = {"response_id": self.id, "item_id": item.id, "output_index": index,
-               "call_id": item.call_id}
+        ref: dict[str, Any] = {"response_id": self.id, "item_id": item.id, "output_index": index,
+                               "call_id": item.call_id}
         await self._emit(FunctionCallArgumentsDeltaEvent(**ref, delta=delta.arguments))
         stored.arguments = delta.arguments
         stored.status = "completed"

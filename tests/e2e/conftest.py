@@ -1,0 +1,102 @@
+"""One real server per test run: `voxserve serve` in a subprocess (Ray, Serve, real models).
+
+Started once per session and waited on through `/health` (no sleeps); stopped with SIGINT at the
+end, which must leave no Ray processes behind. The server requires an API key so every test
+also exercises authentication.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+API_KEY = "test-key-123"
+STARTUP_TIMEOUT_S = 900  # first start assembles 500 MB of weights on a busy 2-core box
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    port: int
+    api_key: str
+    log: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "raylet|gcs_server|ray::"], capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if _ray_processes():
+        pytest.fail("Ray processes are already running on this machine; the e2e tests start "
+                    f"their own Ray and check it is gone afterwards: {_ray_processes()[:3]}")
+    root = tmp_path_factory.mktemp("server")
+    config = root / "options.yaml"
+    config.write_text(f"server:\n  api_keys: [{API_KEY}]\n")
+    log = root / "server.log"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxserve.cli", "serve", "--port", str(port), "--config", str(config)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    srv = Server("127.0.0.1", port, API_KEY, log)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode} during start:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{srv.http}/health", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server not healthy after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+        time.sleep(1.0)
+    yield srv
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"server did not stop within 180 s of SIGINT:\n{log.read_text()[-3000:]}")
+    leftovers = _ray_processes()
+    assert code == 0, f"server exit code {code}:\n{log.read_text()[-3000:]}"
+    assert not leftovers, f"Ray processes left behind after SIGINT: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def whisper():  # type: ignore[no-untyped-def]
+    """A local Whisper engine to check what the agent's audio actually says."""
+    from voxserve.models.weights import whisper_base_dir
+    from voxserve.models.whisper_asr import FasterWhisperEngine
+
+    return FasterWhisperEngine(str(whisper_base_dir()))
