@@ -19,6 +19,7 @@ from voxserve.config import VoxServeOptions
 from voxserve.protocol.dialects import pick_dialect
 from voxserve.session.realtime import RealtimeSession, SessionDefaults
 from voxserve.deployments.logs import route_to_serve_log
+from voxserve.deployments.metrics import RayMetricsObserver
 from voxserve.deployments.serve_pipeline import ServePipeline
 
 log = logging.getLogger("voxserve.ingress")
@@ -74,7 +75,10 @@ class IngressDeployment:
             system_prompt=s.system_prompt, voices=s.voices, default_voice=s.default_voice,
             model_name=s.model_name, max_buffer_seconds=s.max_buffer_seconds,
             min_speech_ms=self._options.vad.min_speech_ms,
-            session_max_seconds=s.max_session_seconds)
+            session_max_seconds=s.max_session_seconds,
+            model_names={"asr": self._options.asr.model, "llm": self._options.llm.model,
+                         "tts": self._options.tts.engine})
+        self._observer = RayMetricsObserver()
         self._sessions: dict[str, RealtimeSession] = {}
 
     def _authorized(self, ws: WebSocket) -> bool:
@@ -146,16 +150,14 @@ class IngressDeployment:
         model = ws.query_params.get("model") or ws.query_params.get("deployment")
         await ws.accept()
         session = RealtimeSession(dialect, self._pipeline, self._vad_factory, self._defaults,
-                                  model=model)
+                                  model=model, observer=self._observer)
         self._sessions[session.id] = session
-        log.info("session %s opened (%s, model=%s)", session.id, dialect.value, model)
         try:
             await session.serve(_WebSocketTransport(ws))
         except* (WebSocketDisconnect, ConnectionError):
             pass  # the client went away mid-send; the session's work is already cancelled
         finally:
             self._sessions.pop(session.id, None)
-            log.info("session %s closed", session.id)
             if ws.client_state is WebSocketState.CONNECTED:
                 try:
                     await ws.close()

@@ -21,6 +21,7 @@ from voxserve.config import AsrOptions, LlmOptions, TtsOptions
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.deployments.engine_factory import build_asr, build_llm, build_tts
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+from voxserve.tracing import mark_cancelled, tracer
 
 log = logging.getLogger("voxserve.stages")
 
@@ -59,15 +60,20 @@ class AsrDeployment(_Stage):
 
     async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
                          prompt: str | None = None) -> Transcript:
-        async with self._slots:
-            try:
-                result: Transcript = await asyncio.to_thread(
-                    self._engine.transcribe, audio_16k, language or self._language, prompt)
-            except asyncio.CancelledError:
-                # the decode thread finishes on its own (ctranslate2 cannot be interrupted);
-                # the result is dropped
-                self._cancelled += 1
-                raise
+        with tracer().start_as_current_span("asr.transcribe", attributes={
+                "voxserve.model": self._info["model"],
+                "voxserve.audio_seconds": round(audio_16k.size / 16000, 3)}) as span:
+            async with self._slots:
+                try:
+                    result: Transcript = await asyncio.to_thread(
+                        self._engine.transcribe, audio_16k, language or self._language, prompt)
+                except asyncio.CancelledError:
+                    # the decode thread finishes on its own (ctranslate2 cannot be interrupted);
+                    # the result is dropped
+                    self._cancelled += 1
+                    mark_cancelled(span, "caller_cancelled")
+                    raise
+            span.set_attribute("voxserve.decode_ms", round(result.decode_seconds * 1000, 1))
         self._completed += 1
         log.info("transcribed %.1f s of audio in %.0f ms", result.audio_seconds,
                  result.decode_seconds * 1000)
@@ -85,18 +91,32 @@ class LlmDeployment(_Stage):
         self._loaded(opts.model, started)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[LlmDelta]:
+        span = tracer().start_span("llm.generate", attributes={
+            "voxserve.model": self._info["model"], "voxserve.response_id": request.request_id,
+            "voxserve.tools": len(request.tools)})
         gen = self._engine.stream(request)
+        first = True
         try:
             async for delta in gen:
+                if first:
+                    span.add_event("first_token")  # prefill ends here
+                    first = False
+                if delta.kind == "done":
+                    span.set_attributes({"voxserve.prompt_tokens": delta.prompt_tokens,
+                                         "voxserve.cached_tokens": delta.cached_tokens,
+                                         "voxserve.completion_tokens": delta.completion_tokens,
+                                         "voxserve.finish_reason": delta.finish_reason})
                 yield delta
             self._completed += 1
         except asyncio.CancelledError:
             self._cancelled += 1
-            log.info("LLM request %s cancelled", request.request_id)
+            mark_cancelled(span, "caller_cancelled")
+            log.info("llm.cancelled response=%s", request.request_id)
             raise
         finally:
             with contextlib.suppress(Exception):
                 await gen.aclose()  # stops decoding in the engine
+            span.end()
 
     async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
         await self._engine.warm(messages)
@@ -115,9 +135,20 @@ class TtsDeployment(_Stage):
 
     async def speak(self, text: str, voice: str | None = None,
                     speed: float = 1.0) -> AsyncIterator[SpeechChunk]:
+        span = tracer().start_span("tts.synthesize", attributes={
+            "voxserve.model": "hibari", "voxserve.chars": len(text)})
         try:
             chunk: SpeechChunk = await asyncio.to_thread(
                 self._engine.synthesize, text, voice or self._default_speaker, speed)
+            span.set_attribute("voxserve.audio_seconds",
+                               round(chunk.audio.size / chunk.sample_rate, 3))
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            mark_cancelled(span, "caller_cancelled")
+            raise
+        finally:
+            span.end()  # the span covers synthesis; delivery below runs at the caller's pace
+        try:
             yield chunk
             self._completed += 1
         except asyncio.CancelledError:

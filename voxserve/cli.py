@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from voxserve.config import OptionsError, VoxServeOptions, load_options
 
@@ -76,6 +77,22 @@ def _deploy_with_progress(options: VoxServeOptions) -> None:
         _say(f"  {name:8s} model {info['model']} loaded in {info['load_seconds']} s")
 
 
+def _tracing_config(options: VoxServeOptions) -> Any:
+    from ray.serve.schema import TracingConfig
+
+    from voxserve.tracing import otlp_endpoint_configured, sampling_from_env
+
+    t = options.tracing
+    enabled = t.enabled if t.enabled is not None else otlp_endpoint_configured()
+    ratio = sampling_from_env(t.sampling_ratio)
+    if not enabled or ratio == 0.0:
+        _say("tracing: off (set OTEL_EXPORTER_OTLP_ENDPOINT or tracing.enabled to turn it on)")
+        return TracingConfig(enabled=False)
+    path = "voxserve.tracing:otlp_exporter" if t.exporter == "otlp" else ""
+    _say(f"tracing: {t.exporter} exporter, sampling ratio {ratio}")
+    return TracingConfig(enabled=True, exporter_import_path=path, sampling_ratio=ratio)
+
+
 def serve_command(args: argparse.Namespace) -> int:
     try:
         options = load_options(args.config)
@@ -102,16 +119,23 @@ def serve_command(args: argparse.Namespace) -> int:
     _prepare_weights(options)
     started_ray = args.address is None
     _say("joining Ray at " + args.address if args.address else "starting a local Ray instance")
+    init_kwargs: dict[str, Any] = {}
+    if started_ray:
+        init_kwargs["_metrics_export_port"] = options.server.metrics_port
     ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
+             log_to_driver=False, **init_kwargs)
     code = 0
     try:
-        serve.start(http_options={"host": options.server.host, "port": options.server.port})
+        tracing = _tracing_config(options)
+        serve.start(http_options={"host": options.server.host, "port": options.server.port},
+                    tracing_config=tracing)
         _say("deploying ASR, LLM, TTS and the WebSocket ingress")
         _deploy_with_progress(options)
         host, port = options.server.host, options.server.port
         _say(f"ready: ws://{host}:{port}/v1/realtime (OpenAI), "
              f"ws://{host}:{port}/voice-live/realtime (Voice Live), health http://{host}:{port}/health")
+        if started_ray:
+            _say(f"metrics: http://127.0.0.1:{options.server.metrics_port}/metrics")
         while not stop.wait(0.5):
             pass
         _say("stopping")

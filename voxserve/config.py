@@ -40,6 +40,8 @@ class ServerOptions(BaseModel):
     api_keys: list[str] = Field(default_factory=list)
     # None = auto: keys are required when any are configured or the bind is not loopback.
     require_auth: bool | None = None
+    # Prometheus endpoint of Ray's metrics agent: Serve's metrics and ours, at /metrics.
+    metrics_port: int = Field(8080, ge=1, le=65535)
 
     def auth_required(self) -> bool:
         if self.require_auth is not None:
@@ -132,7 +134,7 @@ class ReplicaOptions(BaseModel):
             kwargs["autoscaling_config"] = {
                 "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "target_ongoing_requests": self.target_ongoing_requests,
-                "look_back_period_s": 3,
+                "metrics_interval_s": 1, "look_back_period_s": 3,
                 "upscale_delay_s": 2, "downscale_delay_s": 10,
             }
         else:
@@ -150,6 +152,20 @@ class DeploymentsOptions(BaseModel):
     tts: ReplicaOptions = ReplicaOptions(max_ongoing_requests=16, num_cpus=0.3)
 
 
+class TracingOptions(BaseModel):
+    """One OpenTelemetry trace per turn through Serve's built-in tracing."""
+
+    model_config = _STRICT
+    # None = auto: on when OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set.
+    enabled: bool | None = None
+    # "otlp": OTLP/HTTP to the endpoint in the standard OTEL_* variables; "file": Serve's
+    # JSON span files under its log directory.
+    exporter: Literal["otlp", "file"] = "otlp"
+    # Serve's own default is 0.01; every turn is traced unless this (or OTEL_TRACES_SAMPLER /
+    # OTEL_TRACES_SAMPLER_ARG) says otherwise.
+    sampling_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
+
 class VoxServeOptions(BaseModel):
     model_config = _STRICT
     server: ServerOptions = ServerOptions()
@@ -159,6 +175,7 @@ class VoxServeOptions(BaseModel):
     vad: VadOptions = VadOptions()
     session: SessionOptions = SessionOptions()
     deployments: DeploymentsOptions = DeploymentsOptions()
+    tracing: TracingOptions = TracingOptions()
 
 
 class OptionsError(ValueError):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.otlp_receiver import OtlpReceiver
+
 API_KEY = "test-key-123"
 STARTUP_TIMEOUT_S = 900  # first start assembles 500 MB of weights on a busy 2-core box
 
@@ -31,6 +33,8 @@ class Server:
     port: int
     api_key: str
     log: Path
+    metrics_port: int
+    traces: OtlpReceiver
 
     @property
     def http(self) -> str:
@@ -55,18 +59,24 @@ def _ray_processes() -> list[str]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server, tracing every turn to an in-process OTLP receiver."""
     if _ray_processes():
         pytest.fail("Ray processes are already running on this machine; the e2e tests start "
                     f"their own Ray and check it is gone afterwards: {_ray_processes()[:3]}")
     root = tmp_path_factory.mktemp("server")
     config = root / "options.yaml"
-    config.write_text(f"server:\n  api_keys: [{API_KEY}]\n")
+    metrics_port = _free_port()
+    config.write_text(f"server:\n  api_keys: [{API_KEY}]\n  metrics_port: {metrics_port}\n")
     log = root / "server.log"
     port = _free_port()
+    traces = OtlpReceiver().start()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{traces.port}",
+           "OTEL_BSP_SCHEDULE_DELAY": "200"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "voxserve.cli", "serve", "--port", str(port), "--config", str(config)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    srv = Server("127.0.0.1", port, API_KEY, log)
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    srv = Server("127.0.0.1", port, API_KEY, log, metrics_port, traces)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         if proc.poll() is not None:
@@ -88,6 +98,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail(f"server did not stop within 180 s of SIGINT:\n{log.read_text()[-3000:]}")
+    traces.stop()
     leftovers = _ray_processes()
     assert code == 0, f"server exit code {code}:\n{log.read_text()[-3000:]}"
     assert not leftovers, f"Ray processes left behind after SIGINT: {leftovers}"

@@ -271,3 +271,43 @@ async def test_early_asr_decode_is_dropped_when_the_user_resumes() -> None:
     assert len(pipe.transcribed) == 2  # dropped at the resume; the second pause's decode serves
     assert tr.types().count("input_audio_buffer.speech_started") == 1
     await _stop(tr, task)
+
+
+class _RecordingObserver:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return lambda *args: self.calls.append((name, args))
+
+
+async def test_timing_extension_is_opt_in_and_consistent_with_metrics() -> None:
+    from tests.unit.fakes import FakeTransport, EnergyVad, defaults
+    from voxserve.session.realtime import RealtimeSession
+
+    observer = _RecordingObserver()
+    pipe = FakePipeline(token_delay=0.01)
+    session = RealtimeSession(Dialect.GA, pipe, EnergyVad, defaults(), observer=observer)
+    tr = FakeTransport()
+    task = asyncio.create_task(session.serve(tr))
+    await tr.wait_for("session.created")
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    await tr.wait_for("response.done")
+    assert "voxserve.response.timing" not in tr.types()  # never unless asked
+    tr.push({"type": "session.update", "session": {"type": "realtime",
+                                                   "voxserve": {"response_timing": True}}})
+    await tr.wait_for("session.updated")
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    timing = await tr.wait_for("voxserve.response.timing")
+    kinds = tr.types()
+    assert kinds.index("voxserve.response.timing") == kinds.index("response.done", kinds.index("session.updated")) + 1
+    assert timing["status"] == "completed"
+    assert timing["ttfa_ms"] > 0 and timing["end_of_turn_ms"] > 0 and timing["asr_ms"] >= 0
+    assert timing["total_ms"] >= timing["ttfa_ms"]
+    ttfas = [args[1] for name, args in observer.calls if name == "stage" and args[0] == "ttfa"]
+    assert len(ttfas) == 2 and ttfas[-1] == timing["ttfa_ms"]
+    assert [n for n, _ in observer.calls].count("turn_done") == 2
+    assert ("session_opened", ("ga",)) in observer.calls
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+    assert ("session_closed", ("ga",)) in observer.calls

@@ -355,3 +355,20 @@ class OutputAudioBufferClearedEvent(ServerEvent):
         if dialect is Dialect.VOICE_LIVE:
             return {}
         return {"response_id": self.response_id or ""}
+
+
+class ResponseTimingEvent(ServerEvent):
+    """VoxServe extension, sent after `response.done` only to sessions that asked for it
+    (`session.voxserve.response_timing`). Milliseconds; TTFA counts from the end of the user's
+    speech as it arrived here; a stage that did not run is null."""
+
+    type = "voxserve.response.timing"
+    extension = True
+    response_id: str
+    status: str
+    end_of_turn_ms: float | None = None
+    asr_ms: float | None = None
+    llm_first_token_ms: float | None = None
+    tts_first_chunk_ms: float | None = None
+    ttfa_ms: float | None = None
+    total_ms: float | None = None

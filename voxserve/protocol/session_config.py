@@ -110,7 +110,9 @@ class SessionConfig(BaseModel):
     tool_choice: ToolChoice = "auto"
     temperature: float = 0.8
     max_output_tokens: int | Literal["inf"] = "inf"
-    extensions_enabled: bool = False  # voxserve.* extension events (opt-in, never by default)
+    # VoxServe's own extension (opt-in, never by default: official clients must not see unknown
+    # events): a `voxserve.response.timing` event after each `response.done`.
+    response_timing: bool = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -333,6 +335,21 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
     return parse(current.model_copy(deep=True), raw, dialect, voices, audio_started)
 
 
+def _apply_extensions(cfg: SessionConfig, raw: Any) -> None:
+    """`session.voxserve = {response_timing: bool}`: our extension settings, in every dialect."""
+    if not isinstance(raw, dict):
+        raise ProtocolError(ErrorCode.INVALID_TYPE, "session.voxserve must be an object",
+                            "session.voxserve")
+    for key, value in raw.items():
+        if key != "response_timing":
+            raise ProtocolError(ErrorCode.UNKNOWN_PARAMETER,
+                                f"unknown parameter 'session.voxserve.{key}'", f"session.voxserve.{key}")
+        if not isinstance(value, bool):
+            raise ProtocolError(ErrorCode.INVALID_TYPE, "response_timing must be a boolean",
+                                "session.voxserve.response_timing")
+        cfg.response_timing = value
+
+
 def _set_voice(cfg: SessionConfig, raw: Any, param: str, dialect: Dialect, voices: VoiceTable,
                audio_started: bool) -> None:
     name = _voice_name(raw, param, dialect)
@@ -365,6 +382,7 @@ def _apply_ga(cfg: SessionConfig, raw: dict[str, Any], dialect: Dialect, voices:
                                                parse_max_tokens(v, "session.max_output_tokens")),
         "audio": lambda v: _apply_ga_audio(cfg, _dict(v, "session.audio"), voices,
                                            audio_started),
+        "voxserve": lambda v: _apply_extensions(cfg, v),
     }
     for key, value in raw.items():
         if key in handlers:
@@ -473,6 +491,8 @@ def _apply_flat(cfg: SessionConfig, raw: dict[str, Any], dialect: Dialect, voice
             cfg.temperature = _number(value, param, 0.0, 2.0)
         elif key == "max_response_output_tokens":
             cfg.max_output_tokens = parse_max_tokens(value, param)
+        elif key == "voxserve":
+            _apply_extensions(cfg, value)
         elif key in _FLAT_IGNORED_OK:
             continue
         elif vl and key == "avatar":

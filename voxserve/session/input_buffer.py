@@ -7,6 +7,9 @@ in progress only the prefix-padding window is kept, and a manual-commit buffer i
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 import numpy as np
 
 from voxserve.audio.formats import AudioFormat
@@ -23,6 +26,9 @@ class InputBuffer:
         self._max = int(max_seconds * RATE)
         self._resampler: StreamResampler | None = None
         self._fmt: AudioFormat | None = None
+        # (session-clock sample after an append, monotonic arrival time): when audio got here,
+        # to time the end of the user's speech as the client produced it
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)
 
     @property
     def total_samples(self) -> int:
@@ -46,7 +52,15 @@ class InputBuffer:
         if samples.size:
             self._chunks.append(samples)
             self._total += samples.size
+            self._arrivals.append((self._total, time.monotonic()))
         return samples
+
+    def arrival_time(self, sample: int) -> float:
+        """Monotonic time at which session-clock `sample` arrived (to one append's precision)."""
+        for end, when in self._arrivals:
+            if end >= sample:
+                return when
+        return self._arrivals[-1][1] if self._arrivals else time.monotonic()
 
     def overflowing(self) -> bool:
         return self.held_samples > self._max

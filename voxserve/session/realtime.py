@@ -34,7 +34,7 @@ from voxserve.protocol.items import ContentPart, Item, parse_client_item
 from voxserve.protocol.server_events import (
     ClearedEvent, CommittedEvent, ErrorDetail, ErrorEvent, ItemAddedEvent, ItemDeletedEvent,
     ItemDoneEvent, ItemRetrievedEvent, ItemTruncatedEvent, OutputAudioBufferClearedEvent,
-    ServerEvent, SessionCreatedEvent, SessionUpdatedEvent, SpeechStartedEvent,
+    ResponseTimingEvent, ServerEvent, SessionCreatedEvent, SessionUpdatedEvent, SpeechStartedEvent,
     SpeechStoppedEvent, TranscriptionCompletedEvent, TranscriptionDeltaEvent,
     TranscriptionFailedEvent, WarningDetail, WarningEvent,
 )
@@ -46,7 +46,10 @@ from voxserve.session.conversation import Conversation
 from voxserve.session.input_buffer import InputBuffer, ms, samples_of
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.response import CancelReason, Response, ResponseOptions
+from voxserve.session.observer import NullObserver, SessionObserver
+from voxserve.session.turn import Turn
 from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechStop, TurnDetector
+from voxserve.tracing import current, mark_cancelled, tracer
 
 log = logging.getLogger("voxserve.session")
 
@@ -76,7 +79,7 @@ class SessionDefaults:
     early_asr_ms: int | None = 200
     session_max_seconds: float = 3600.0
     outbox_size: int = 512
-    extra: dict[str, Any] = field(default_factory=dict)
+    model_names: dict[str, str] = field(default_factory=dict)  # span attributes: asr/llm/tts
 
 
 E = TypeVar("E", bound=ce._ClientEvent)
@@ -98,8 +101,12 @@ def handles(event_type: type[E]) -> Callable[[Callable[[RealtimeSession, E], Awa
 
 class RealtimeSession:
     def __init__(self, dialect: Dialect, pipeline: Pipeline, vad_factory: Callable[[], VadModel],
-                 defaults: SessionDefaults, model: str | None = None) -> None:
+                 defaults: SessionDefaults, model: str | None = None,
+                 observer: SessionObserver | None = None) -> None:
         self.id = new_id("sess")
+        self.observer: SessionObserver = observer or NullObserver()
+        self._span: Any = None  # the session's span; each turn's trace links to it
+        self._turn: Turn | None = None  # the turn being formed (from the first pause on)
         self.dialect = dialect
         self.pipeline = pipeline
         self.defaults = defaults
@@ -126,6 +133,19 @@ class RealtimeSession:
     # ---- transport -----------------------------------------------------------------------
 
     async def serve(self, transport: Transport) -> None:
+        self._span = tracer().start_span("voxserve.session", attributes={
+            "voxserve.session_id": self.id, "voxserve.dialect": self.dialect.value})
+        self.observer.session_opened(self.dialect.value)
+        log.info("session.open session=%s dialect=%s model=%s", self.id, self.dialect.value,
+                 self.config.model)
+        try:
+            await self._serve(transport)
+        finally:
+            self.observer.session_closed(self.dialect.value)
+            self._span.end()
+            log.info("session.close session=%s", self.id)
+
+    async def _serve(self, transport: Transport) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             writer = tg.create_task(self._writer(transport))
@@ -156,13 +176,16 @@ class RealtimeSession:
         """Render now (later mutations of the event's objects must not leak) and queue."""
         if self._closed:
             return
-        if event.extension and not self.config.extensions_enabled:
+        if event.extension and not self.config.response_timing:
             return
         wire = event.render(self.dialect)
         if wire is not None:
             await self._outbox.put(json.dumps(wire, separators=(",", ":")))
 
     async def send_error(self, err: ProtocolError, event_id: str | None = None) -> None:
+        self.observer.error(str(err.code))
+        log.info("error session=%s code=%s param=%s message=%s", self.id, err.code, err.param,
+                 err.message)
         await self.send(ErrorEvent(error=ErrorDetail(type=err.type, code=str(err.code),
                                                      message=err.message, param=err.param,
                                                      event_id=event_id)))
@@ -240,12 +263,19 @@ class RealtimeSession:
             elif isinstance(event, SpeechStop):
                 await self._speech_stopped(event.sample, detector.options)
             elif isinstance(event, Pause):
-                # decode what was said so far; used if the turn ends without more speech
+                # The user stopped speaking (for now): the turn's trace starts at the end of
+                # speech, and the decode of what was said so far starts inside it; both are
+                # dropped if speech resumes.
+                self._turn = self._begin_turn(self.buffer.arrival_time(event.speech_end))
                 audio = self.buffer.audio(self._speech_start, event.sample)
                 self._drop_early_asr()
-                self._early_asr = (self._background(self._try_transcribe(audio)), event.sample)
+                self._turn.asr_start = time.monotonic()
+                with current(self._turn.span):
+                    task = self._background(self._try_transcribe(audio))
+                self._early_asr = (task, event.sample)
             elif isinstance(event, Resume):
                 self._drop_early_asr()
+                self._turn = None  # never ended, so never exported
         if not detector.speaking:
             keep = samples_of(detector.options.prefix_padding_ms) + samples_of(100)
             self.buffer.drop_before(self.buffer.total_samples - keep)
@@ -282,7 +312,17 @@ class RealtimeSession:
         if td.interrupt_response and self._active is not None:
             await self._cancel_response("turn_detected")
 
+    def _begin_turn(self, speech_end: float) -> Turn:
+        return Turn.begin(speech_end, self.id, self._span, **{
+            f"voxserve.{k}_model": v for k, v in self.defaults.model_names.items()})
+
     async def _speech_stopped(self, sample: int, td: TurnDetection) -> None:
+        if self._turn is None:
+            self._turn = self._begin_turn(self.buffer.arrival_time(sample))
+        turn = self._turn
+        turn.decided = time.monotonic()
+        turn.stage_span("voxserve.end_of_turn", turn.speech_end, turn.decided,
+                        **{"voxserve.silence_ms": td.silence_duration_ms})
         item_id = self._speech_item or new_id("item")
         self._speech_item = None
         await self.send(SpeechStoppedEvent(audio_end_ms=ms(sample), item_id=item_id))
@@ -296,6 +336,11 @@ class RealtimeSession:
     async def _commit(self, item_id: str, audio: np.ndarray,
                       decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
         self.buffer.clear()
+        if self._turn is None:  # a manual commit: the turn starts now
+            self._turn = self._begin_turn(time.monotonic())
+            self._turn.decided = self._turn.speech_end
+        self._turn.audio_seconds = audio.size / 16000
+        self.observer.audio_seconds("in", audio.size / 16000)
         item = Item(id=item_id, type="message", role="user",
                     content=[ContentPart(type="input_audio", transcript=None)])
         previous = self.conversation.add(item)
@@ -308,13 +353,22 @@ class RealtimeSession:
                     decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.conversation.transcripts[item.id] = future
-        self._background(self._run_transcription(item, audio, future, decoded))
+        turn = self._turn
+        with current(turn.span if turn else None):
+            self._background(self._run_transcription(item, audio, future, decoded, turn))
 
     async def _run_transcription(self, item: Item, audio: np.ndarray, future: asyncio.Future[str],
-                                 decoded: asyncio.Task[Transcript | Exception] | None) -> None:
+                                 decoded: asyncio.Task[Transcript | Exception] | None,
+                                 turn: Turn | None = None) -> None:
         cfg = self.config.transcription
         try:
+            if turn is not None and decoded is None:
+                turn.asr_start = time.monotonic()
             result = await (decoded if decoded is not None else self._try_transcribe(audio))
+            if turn is not None:
+                turn.asr_done = time.monotonic()
+                turn.stage_span("voxserve.asr", turn.asr_start, turn.asr_done,
+                                **{"voxserve.early": decoded is not None})
             if isinstance(result, Exception):
                 raise result
         except asyncio.CancelledError:
@@ -424,9 +478,14 @@ class RealtimeSession:
                 raise ProtocolError(ErrorCode.ACTIVE_RESPONSE,
                                     f"response {self._active[0].id} is still in progress")
             await self._cancel_response("client_cancelled")
+        turn, self._turn = self._turn, None
+        if turn is None:  # response.create with no spoken turn: the request is the turn's start
+            turn = self._begin_turn(time.monotonic())
+            turn.decided = turn.speech_end
         response = Response(options, self.conversation, self.pipeline, self.send,
-                            self._system_prompt(), on_audio=self._mark_audio)
-        task = self._background(self._run_response(response))
+                            self._system_prompt(), on_audio=self._mark_audio, turn=turn)
+        with current(turn.span):
+            task = self._background(self._run_response(response))
         self._active = (response, task)
         self._last_response_id = response.id
 
@@ -437,14 +496,24 @@ class RealtimeSession:
             if self._active is not None and self._active[0] is response:
                 self._active = None
             self.responses_done = (self.responses_done + [response])[-20:]
-            t = response.timings
+            await self._report(response)
 
-            def since(mark: float) -> str:
-                return f"{(mark - t.created) * 1000:.0f}" if mark else "-"
-            log.info("session %s response %s: context %s ms, first token %s ms, first tts %s ms, "
-                     "first audio %s ms, done %s ms", self.id, response.id, since(t.context_ready),
-                     since(t.first_token), since(t.first_tts_chunk), since(t.first_audio_sent),
-                     since(t.done))
+    async def _report(self, response: Response) -> None:
+        """Metrics, one structured log line and (opt-in) the timing event for a finished turn."""
+        breakdown = response.breakdown()
+        for stage, ms_ in breakdown.items():
+            if ms_ is not None and stage != "total":
+                self.observer.stage(stage, ms_)
+        self.observer.turn_done(response.status)
+        self.observer.tokens("input", response.usage.input_text_tokens)
+        self.observer.tokens("cached", response.usage.cached_tokens)
+        self.observer.tokens("output", response.usage.output_text_tokens)
+        self.observer.audio_seconds("out", response.audio_seconds_out)
+        log.info("turn.done session=%s response=%s status=%s %s", self.id, response.id,
+                 response.status, " ".join(f"{k}_ms={v}" for k, v in breakdown.items()))
+        if self.config.response_timing:
+            await self.send(ResponseTimingEvent(response_id=response.id, status=response.status,
+                                                **{f"{k}_ms": v for k, v in breakdown.items()}))
 
     def _mark_audio(self) -> None:
         self._audio_produced = True
@@ -454,6 +523,9 @@ class RealtimeSession:
             return
         response, task = self._active
         self._active = None
+        if reason == "turn_detected":
+            self.observer.barge_in()
+            log.info("barge_in session=%s response=%s", self.id, response.id)
         response.mark_cancelled(reason)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

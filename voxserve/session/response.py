@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +34,8 @@ from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoic
 from voxserve.session.conversation import Conversation, SpokenAudio
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.text_chunker import TextChunker, speakable
+from voxserve.session.turn import Turn
+from voxserve.tracing import current, mark_cancelled, mark_failed, tracer
 
 log = logging.getLogger("voxserve.response")
 
@@ -66,10 +68,17 @@ class ResponseTimings:
     created: float = 0.0
     context_ready: float = 0.0  # transcripts awaited, prompt built
     first_token: float = 0.0
+    first_tts_request: float = 0.0  # first piece of text handed to TTS
     first_tts_chunk: float = 0.0
     first_audio_sent: float = 0.0
     done: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+
+
+def trace_event(name: str) -> None:
+    """A timestamped event on the current span (the response's)."""
+    from opentelemetry import trace
+
+    trace.get_current_span().add_event(name)
 
 
 class SealedOutletError(RuntimeError):
@@ -103,8 +112,11 @@ class _MessageOutput:
 class Response:
     def __init__(self, options: ResponseOptions, conversation: Conversation, pipeline: Pipeline,
                  send: Callable[[ServerEvent], Awaitable[None]], system_prompt: str,
-                 on_audio: Callable[[], None] | None = None) -> None:
+                 on_audio: Callable[[], None] | None = None, turn: Turn | None = None) -> None:
         self.id = new_id("resp")
+        self.turn = turn or Turn(speech_end=time.monotonic())
+        self.status = "in_progress"
+        self.audio_seconds_out = 0.0
         self.options = options
         self.timings = ResponseTimings(created=time.monotonic())
         self._conversation = conversation
@@ -115,7 +127,7 @@ class Response:
         self._cancel_reason: CancelReason | None = None
         self._output: list[Item] = []
         self._message: _MessageOutput | None = None
-        self._usage = Usage()
+        self.usage = Usage()
         self._finish: str = ""
         self.done = asyncio.Event()
 
@@ -138,6 +150,15 @@ class Response:
     # ---- the task body --------------------------------------------------------------------
 
     async def run(self) -> None:
+        span = tracer().start_span("voxserve.response", attributes={
+            "voxserve.response_id": self.id, "voxserve.audio_output": self.options.audio_output})
+        try:
+            with current(span):
+                await self._run(span)
+        finally:
+            span.end()
+
+    async def _run(self, span: Any) -> None:
         status: str = "completed"
         details: dict[str, Any] | None = None
         try:
@@ -148,26 +169,70 @@ class Response:
         except asyncio.CancelledError:
             status = "cancelled"
             details = {"type": "cancelled", "reason": self._cancel_reason or "client_cancelled"}
-            await self._finish_response(status, details)
+            mark_cancelled(span, details["reason"])
+            cancel_span = tracer().start_span("voxserve.cancel", attributes={
+                "voxserve.cancel_reason": details["reason"]})
+            try:
+                await self._finish_response(status, details)
+            finally:
+                cancel_span.end()
             raise
         except Exception as exc:  # a model or deployment failure ends this response only
             log.exception("response %s failed", self.id)
             while isinstance(exc, ExceptionGroup) and exc.exceptions:  # the first real cause
                 exc = exc.exceptions[0]
             status = "failed"
+            mark_failed(span, exc)
             details = {"type": "failed", "error": ErrorDetail(
                 type="server_error", code="server_error",
                 message=f"response generation failed: {type(exc).__name__}: {exc}").model_dump()}
         await self._finish_response(status, details)
 
     async def _finish_response(self, status: str, details: dict[str, Any] | None) -> None:
+        self.status = status
         try:
             await self._close_message(status)
             self.timings.done = time.monotonic()
-            await self._emit(ResponseDoneEvent(response=self.snapshot(status, details, self._usage)))
+            await self._emit(ResponseDoneEvent(response=self.snapshot(status, details, self.usage)))
         finally:
             self._emit.seal()
+            self._end_turn_span()
             self.done.set()
+
+    def breakdown(self) -> dict[str, float | None]:
+        """Stage latencies in ms, derived from the recorded timestamps."""
+        t, turn = self.timings, self.turn
+
+        def between(a: float, b: float) -> float | None:
+            return round((b - a) * 1000, 1) if a and b else None
+        return {
+            "end_of_turn": between(turn.speech_end, turn.decided),
+            "asr": between(turn.asr_start, turn.asr_done),
+            "llm_first_token": between(t.context_ready, t.first_token),
+            "tts_first_chunk": between(t.first_tts_request, t.first_tts_chunk),
+            "ttfa": between(turn.speech_end, t.first_audio_sent),
+            "total": between(turn.speech_end, t.done),
+        }
+
+    def _end_turn_span(self) -> None:
+        span = self.turn.span
+        if span is None:
+            return
+        attrs: dict[str, Any] = {
+            "voxserve.response_id": self.id, "voxserve.status": self.status,
+            "voxserve.input_tokens": self.usage.input_text_tokens,
+            "voxserve.cached_tokens": self.usage.cached_tokens,
+            "voxserve.output_tokens": self.usage.output_text_tokens,
+            "voxserve.audio_in_seconds": round(self.turn.audio_seconds, 3),
+            "voxserve.audio_out_seconds": round(self.audio_seconds_out, 3),
+        }
+        for stage, value in self.breakdown().items():
+            if value is not None:
+                attrs[f"voxserve.{stage}_ms"] = value
+        span.set_attributes(attrs)
+        if self.status == "cancelled":
+            mark_cancelled(span, self._cancel_reason or "client_cancelled")
+        span.end()
 
     async def _context(self) -> list[dict[str, Any]]:
         prompt = self.options.instructions or self._system_prompt
@@ -214,6 +279,7 @@ class Response:
                         sentences: asyncio.Queue[str | None]) -> None:
         if not self.timings.first_token:
             self.timings.first_token = time.monotonic()
+            trace_event("first_token")
         if delta.kind == "text":
             if not delta.text:
                 return
@@ -227,7 +293,7 @@ class Response:
         elif delta.kind == "tool_call":
             await self._function_call(delta)
         else:
-            self._usage = Usage(input_text_tokens=delta.prompt_tokens,
+            self.usage = Usage(input_text_tokens=delta.prompt_tokens,
                                 cached_tokens=delta.cached_tokens,
                                 output_text_tokens=delta.completion_tokens)
             self._finish = delta.finish_reason
@@ -275,6 +341,8 @@ class Response:
             message.text += delta_text
             message.item.content[0].transcript = message.text
             await self._emit(AudioTranscriptDeltaEvent(**self._part_ref(message), delta=delta_text))
+            if not self.timings.first_tts_request:
+                self.timings.first_tts_request = time.monotonic()
             async with contextlib.aclosing(self._pipeline.speak(clean, o.speaker, o.speed)) as stream:
                 async for chunk in stream:
                     if not self.timings.first_tts_chunk:
@@ -294,8 +362,10 @@ class Response:
             await self._emit(AudioDeltaEvent(**self._part_ref(message),
                                               delta=b64encode(fmt.encode(piece))))
             message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate
+            self.audio_seconds_out += piece.size / fmt.rate
             if not self.timings.first_audio_sent:
                 self.timings.first_audio_sent = time.monotonic()
+                trace_event("first_audio_sent")
                 if self._on_audio is not None:
                     self._on_audio()
 

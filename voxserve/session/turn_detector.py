@@ -36,7 +36,8 @@ class SpeechStop:
 class Pause:
     """Silence reached the pause mark mid-turn (the turn may still go on)."""
 
-    sample: int  # session-clock sample up to which the user has spoken
+    speech_end: int  # session-clock sample where the silence began
+    sample: int  # session-clock sample where the pause mark was reached
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class TurnDetector:
                     elif (self._pause is not None and not self._paused
                           and self._silence_run >= self._pause):
                         self._paused = True
-                        events.append(Pause(start + w))
+                        events.append(Pause(self._silence_start, start + w))
                 elif p >= threshold:
                     self._silence_run = 0
                     if self._paused:

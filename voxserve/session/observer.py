@@ -1,0 +1,56 @@
+"""What a session reports about itself, for metrics. Ray-free: the ingress plugs in an
+implementation on Ray's metrics; tests and tools use `NullObserver`."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class SessionObserver(Protocol):
+    def session_opened(self, dialect: str) -> None: ...
+
+    def session_closed(self, dialect: str) -> None: ...
+
+    def stage(self, stage: str, ms: float) -> None:
+        """One stage's latency: end_of_turn, asr, llm_first_token, tts_first_chunk, ttfa."""
+
+    def turn_done(self, status: str) -> None: ...
+
+    def barge_in(self) -> None: ...
+
+    def false_interruption(self) -> None: ...
+
+    def error(self, code: str) -> None: ...
+
+    def audio_seconds(self, direction: str, seconds: float) -> None: ...
+
+    def tokens(self, kind: str, count: int) -> None: ...
+
+
+class NullObserver:
+    def session_opened(self, dialect: str) -> None:
+        pass
+
+    def session_closed(self, dialect: str) -> None:
+        pass
+
+    def stage(self, stage: str, ms: float) -> None:
+        pass
+
+    def turn_done(self, status: str) -> None:
+        pass
+
+    def barge_in(self) -> None:
+        pass
+
+    def false_interruption(self) -> None:
+        pass
+
+    def error(self, code: str) -> None:
+        pass
+
+    def audio_seconds(self, direction: str, seconds: float) -> None:
+        pass
+
+    def tokens(self, kind: str, count: int) -> None:
+        pass
