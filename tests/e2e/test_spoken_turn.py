@@ -97,6 +97,19 @@ async def _collect_until_done(recv: Callable[[], Awaitable[dict[str, Any]]],
             return
 
 
+async def _speak_and_collect(recv: Callable[[], Awaitable[dict[str, Any]]],
+                             append: Callable[[str], Awaitable[None]], frames: list[str],
+                             events: list[dict[str, Any]]) -> None:
+    """After a session.update: expect session.updated, then stream the utterance in real time
+    and collect every event up to the answer's response.done."""
+    updated = await asyncio.wait_for(recv(), 60)
+    assert updated["type"] == "session.updated", updated
+    events.append(updated)
+    sender = asyncio.create_task(_paced(frames, append))
+    await asyncio.wait_for(_collect_until_done(recv, events), TURN_TIMEOUT_S)
+    await sender
+
+
 @pytest.mark.parametrize("beta", [False, True], ids=["ga", "beta"])
 async def test_openai_sdk_spoken_turn(server: Server, whisper: Any, beta: bool) -> None:
     from openai import AsyncOpenAI
@@ -130,13 +143,8 @@ async def test_openai_sdk_spoken_turn(server: Server, whisper: Any, beta: bool) 
                                     "transcription": {"model": "whisper-1"},
                                     "turn_detection": {"type": "server_vad"}},
                           "output": {"voice": "alloy"}}})
-        updated = await asyncio.wait_for(recv(), 60)
-        assert updated["type"] == "session.updated", updated
-        events.append(updated)
-        sender = asyncio.create_task(_paced(
-            frames, lambda f: conn.input_audio_buffer.append(audio=f)))
-        await asyncio.wait_for(_collect_until_done(recv, events), TURN_TIMEOUT_S)
-        await sender
+        await _speak_and_collect(recv, lambda f: conn.input_audio_buffer.append(audio=f),
+                                 frames, events)
     _assert_spoken_turn(events, Dialect.BETA if beta else Dialect.GA, reference, whisper)
 
 
@@ -162,13 +170,8 @@ async def test_voice_live_sdk_spoken_turn(server: Server, whisper: Any) -> None:
             output_audio_format="pcm16",
             input_audio_transcription=AudioInputTranscriptionOptions(model="whisper-1"),
             turn_detection=ServerVad(threshold=0.5, silence_duration_ms=500)))
-        updated = await asyncio.wait_for(recv(), 60)
-        assert updated["type"] == "session.updated", updated
-        events.append(updated)
-        sender = asyncio.create_task(_paced(
-            frames, lambda f: conn.input_audio_buffer.append(audio=f)))
-        await asyncio.wait_for(_collect_until_done(recv, events), TURN_TIMEOUT_S)
-        await sender
+        await _speak_and_collect(recv, lambda f: conn.input_audio_buffer.append(audio=f),
+                                 frames, events)
     _assert_spoken_turn(events, Dialect.VOICE_LIVE, reference, whisper)
 
 

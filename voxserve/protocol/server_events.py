@@ -327,21 +327,20 @@ class TextDoneEvent(_PartRef):
     text: str
 
 
-class FunctionCallArgumentsDeltaEvent(ServerEvent):
-    type = "response.function_call_arguments.delta"
+class _CallRef(ServerEvent):
     response_id: str
     item_id: str
     output_index: int
     call_id: str
+
+
+class FunctionCallArgumentsDeltaEvent(_CallRef):
+    type = "response.function_call_arguments.delta"
     delta: str
 
 
-class FunctionCallArgumentsDoneEvent(ServerEvent):
+class FunctionCallArgumentsDoneEvent(_CallRef):
     type = "response.function_call_arguments.done"
-    response_id: str
-    item_id: str
-    output_index: int
-    call_id: str
     name: str
     arguments: str
 
