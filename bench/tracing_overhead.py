@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.ttfa_single import DEFAULT_CLIP, summarise
+from .ttfa_single import DEFAULT_CLIP, summarise
 from voxserve.client import read_wav, run_turn
 
 

@@ -137,6 +137,20 @@ class IngressDeployment:
     async def _voice_live(self, ws: WebSocket) -> None:
         await self._serve_socket(ws)
 
+    @app.websocket("/voxserve/echo")
+    async def _echo(self, ws: WebSocket) -> None:
+        """Gateway benchmark: echoes each text frame, so a client measures what the WebSocket
+        path through Serve costs without any model work (`voxserve bench --echo`)."""
+        if not self._authorized(ws):
+            await ws.close(code=1008, reason="invalid or missing API key")
+            return
+        await ws.accept()
+        try:
+            while True:
+                await ws.send_text(await ws.receive_text())
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
     async def _serve_socket(self, ws: WebSocket) -> None:
         if not self._authorized(ws):
             log.warning("rejected unauthenticated WebSocket from %s", ws.client)

@@ -1,4 +1,5 @@
-"""Command line: `voxserve serve` runs the server, `voxserve talk` speaks a recording to it.
+"""Command line: `voxserve serve` runs the server, `voxserve talk` speaks a recording to it,
+`voxserve bench` measures time to first audio under load.
 
 `serve` starts a local Ray instance (or joins one with --address), assembles the packaged model
 weights with progress, deploys the Serve app, prints each deployment's progress while models
@@ -172,6 +173,11 @@ def talk_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the load benchmark has its own options (bench/main.py)
+        from voxserve.bench.main import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="voxserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the server (Ray Serve app with the configured models)")
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--api-key", default=os.environ.get("VOXSERVE_API_KEY"))
     t.add_argument("--timeout", type=float, default=120.0)
     t.set_defaults(func=talk_command)
+    sub.add_parser("bench", help="the TTFA load benchmark (voxserve bench --help)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return int(args.func(args))

@@ -1,0 +1,286 @@
+"""The load client: concurrent realtime sessions, each a multi-turn conversation of recorded
+speech streamed in real time, measured per turn from the client's side.
+
+Per turn: TTFA (end of the user's speech in the sent stream -> first audible audio received),
+the answer's leading silence, the end-of-turn delay (speech end -> `committed`), barge-in stop
+latency (interrupting speech onset -> the cancelled `response.done`), errors by code and
+timeouts; plus the server's own stage breakdown from the `voxserve.response.timing` extension.
+Everything is bounded: sessions, turns and a wall-clock deadline; nothing runs unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import websockets
+
+from voxserve.client import AUDIBLE_RMS, FRAME_MS, RATE, speech_end_s
+
+TOOL = {"type": "function", "name": "get_weather", "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}
+TOOL_PROMPTS = ["What is the weather in Oslo?", "How warm is it in Lisbon right now?",
+                "Is it raining in Tokyo today?"]
+
+
+@dataclass
+class Clip:
+    name: str
+    audio: np.ndarray  # float32 at 24 kHz
+    speech_start_s: float
+    speech_end_s: float
+
+
+def make_clip(name: str, audio: np.ndarray) -> Clip:
+    hop = RATE // 50
+    frames = audio[: audio.size // hop * hop].reshape(-1, hop)
+    loud = np.nonzero(np.sqrt((frames ** 2).mean(axis=1)) > AUDIBLE_RMS)[0]
+    start = float(loud[0] * hop / RATE) if loud.size else 0.0
+    return Clip(name, audio, start, speech_end_s(audio))
+
+
+@dataclass
+class TurnRecord:
+    config: str
+    level: int  # concurrency level (sessions) the turn ran under
+    session: int
+    turn: int
+    kind: str  # "speech" | "barge_in" | "tool"
+    clip: str = ""
+    status: str = ""  # completed / cancelled / failed / timeout / error
+    ttfa_ms: float | None = None
+    first_delta_ms: float | None = None
+    leading_silence_ms: float | None = None
+    end_of_turn_ms: float | None = None
+    barge_in_stop_ms: float | None = None
+    server: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadSpec:
+    url: str
+    config: str = "default"
+    api_key: str | None = None
+    turns: int = 3
+    think_s: float = 1.0  # mean think time between turns (exponential)
+    barge_share: float = 0.0
+    tool_share: float = 0.0
+    turn_timeout_s: float = 120.0
+    seed: int = 0
+
+
+class _Conn:
+    """One socket with a reader task, so events carry their arrival times."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.queue.put_nowait((time.monotonic(), json.loads(raw)))
+        except websockets.ConnectionClosed:
+            pass
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(event))
+
+    async def next(self, deadline: float) -> tuple[float, dict[str, Any]]:
+        return await asyncio.wait_for(self.queue.get(), max(0.01, deadline - time.monotonic()))
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await self.ws.close()
+
+
+async def _stream(conn: _Conn, audio: np.ndarray, t0: float, tail_s: float = 1.2) -> None:
+    frame = RATE * FRAME_MS // 1000
+    padded = np.concatenate([audio, np.zeros(int(tail_s * RATE), np.float32)])
+    for i, start in enumerate(range(0, padded.size, frame)):
+        pcm = (np.clip(padded[start:start + frame], -1, 1) * 32767).astype("<i2").tobytes()
+        await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+        await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
+
+
+def _audible(delta_b64: str) -> tuple[bool, float]:
+    """(contains audible audio, ms of silence before the first audible sample)."""
+    pcm = np.frombuffer(base64.b64decode(delta_b64), "<i2").astype(np.float32) / 32768
+    hop = RATE // 100
+    for i in range(0, pcm.size, hop):
+        if np.sqrt(np.mean(pcm[i:i + hop] ** 2)) > AUDIBLE_RMS:
+            return True, 1000 * i / RATE
+    return False, 1000 * pcm.size / RATE
+
+
+class _Answer:
+    """Follows one response's events: first delta, first audible audio, leading silence."""
+
+    def __init__(self) -> None:
+        self.response_id: str | None = None
+        self.first_delta: float | None = None
+        self.first_audible: float | None = None
+        self.silence_ms = 0.0
+        self.done: dict[str, Any] | None = None
+
+    def feed(self, at: float, ev: dict[str, Any]) -> None:
+        kind = ev["type"]
+        if kind == "response.created" and self.response_id is None:
+            self.response_id = ev["response"]["id"]
+        elif kind in ("response.output_audio.delta", "response.audio.delta") \
+                and ev.get("response_id") == self.response_id:
+            if self.first_delta is None:
+                self.first_delta = at
+            if self.first_audible is None:
+                audible, silent_ms = _audible(ev["delta"])
+                self.silence_ms += silent_ms
+                if audible:
+                    self.first_audible = at
+        elif kind == "response.done" and ev["response"]["id"] == self.response_id:
+            self.done = ev
+
+
+async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
+                      records: list[TurnRecord], deadline: float,
+                      on_turn: Callable[[], None] = lambda: None) -> None:
+    rng = random.Random(f"{spec.seed}-{index}")
+    headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
+    try:
+        ws = await websockets.connect(spec.url, additional_headers=headers, max_size=None,
+                                      open_timeout=60)
+    except (OSError, websockets.InvalidStatus, asyncio.TimeoutError) as exc:
+        records.append(TurnRecord(spec.config, level, index, 0, "connect", status="error",
+                                  errors=[f"connect: {type(exc).__name__}"]))
+        return
+    conn = _Conn(ws)
+    try:
+        await conn.send({"type": "session.update", "session": {
+            "type": "realtime", "voxserve": {"response_timing": True},
+            "tools": [TOOL] if spec.tool_share > 0 else [],
+            "audio": {"input": {"transcription": {"model": "whisper-1"},
+                                "turn_detection": {"type": "server_vad"}}}}})
+        for turn in range(spec.turns):
+            if time.monotonic() > deadline:
+                break
+            roll = rng.random()
+            kind = "tool" if roll < spec.tool_share else \
+                "barge_in" if roll < spec.tool_share + spec.barge_share else "speech"
+            record = TurnRecord(spec.config, level, index, turn, kind)
+            turn_deadline = min(deadline, time.monotonic() + spec.turn_timeout_s)
+            try:
+                if kind == "tool":
+                    await _tool_turn(conn, rng, record, turn_deadline)
+                else:
+                    await _speech_turn(conn, clips, rng, record, turn_deadline, kind == "barge_in")
+            except asyncio.TimeoutError:
+                record.status = "timeout"
+            records.append(record)
+            on_turn()
+            await asyncio.sleep(rng.expovariate(1.0 / spec.think_s) if spec.think_s > 0 else 0)
+    except websockets.ConnectionClosed as exc:
+        records.append(TurnRecord(spec.config, level, index, -1, "session", status="error",
+                                  errors=[f"connection closed: {exc.code}"]))
+    finally:
+        await conn.close()
+
+
+async def _collect(conn: _Conn, answer: _Answer, record: TurnRecord, deadline: float) -> None:
+    """Feed events to `answer` until its response's timing event (sent after response.done)."""
+    while True:
+        at, ev = await conn.next(deadline)
+        answer.feed(at, ev)
+        if ev["type"] == "error":
+            record.errors.append(ev["error"].get("code") or "unknown")
+        if ev["type"] == "voxserve.response.timing" and ev["response_id"] == answer.response_id:
+            record.server = {k: v for k, v in ev.items() if k.endswith("_ms")}
+            return
+
+
+async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, record: TurnRecord,
+                       deadline: float, barge_in: bool) -> None:
+    clip = rng.choice(clips)
+    record.clip = clip.name
+    t0 = time.monotonic()
+    sender = asyncio.create_task(_stream(conn, clip.audio, t0))
+    speech_end = t0 + clip.speech_end_s
+    answer = _Answer()
+    interrupter: asyncio.Task[None] | None = None
+    try:
+        while answer.done is None:
+            at, ev = await conn.next(deadline)
+            kind = ev["type"]
+            answer.feed(at, ev)
+            if kind == "input_audio_buffer.committed" and record.end_of_turn_ms is None:
+                record.end_of_turn_ms = (at - speech_end) * 1000
+            elif kind == "error":
+                record.errors.append(ev["error"].get("code") or "unknown")
+            if barge_in and interrupter is None and answer.first_delta is not None:
+                # interrupt the answer as soon as it starts: speak another clip over it
+                other = rng.choice(clips)
+                await sender
+                t1 = time.monotonic()
+                onset = t1 + other.speech_start_s
+                interrupter = asyncio.create_task(_stream(conn, other.audio, t1))
+        if answer.first_audible is not None:
+            record.ttfa_ms = (answer.first_audible - speech_end) * 1000
+            record.leading_silence_ms = answer.silence_ms
+        if answer.first_delta is not None:
+            record.first_delta_ms = (answer.first_delta - speech_end) * 1000
+        record.status = answer.done["response"]["status"]
+        if interrupter is not None and record.status == "cancelled":
+            record.barge_in_stop_ms = (time.monotonic() - onset) * 1000
+        await _timing(conn, answer, record, deadline)
+        if interrupter is not None:
+            # the interruption is a turn of its own: let its answer finish before the next turn
+            scratch = TurnRecord(record.config, record.level, record.session, record.turn, "speech")
+            await _collect(conn, _Answer(), scratch, deadline)
+            record.errors += scratch.errors
+    finally:
+        sender.cancel()
+        if interrupter is not None:
+            await asyncio.gather(interrupter, return_exceptions=True)
+
+
+async def _timing(conn: _Conn, answer: _Answer, record: TurnRecord, deadline: float) -> None:
+    while record.server is None:
+        _, ev = await conn.next(deadline)
+        if ev["type"] == "voxserve.response.timing" and ev["response_id"] == answer.response_id:
+            record.server = {k: v for k, v in ev.items() if k.endswith("_ms")}
+
+
+async def _tool_turn(conn: _Conn, rng: random.Random, record: TurnRecord, deadline: float) -> None:
+    await conn.send({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": rng.choice(TOOL_PROMPTS)}]}})
+    asked = time.monotonic()
+    await conn.send({"type": "response.create"})
+    answer = _Answer()
+    await _collect(conn, answer, record, deadline)
+    assert answer.done is not None
+    calls = [o for o in answer.done["response"]["output"] if o["type"] == "function_call"]
+    if calls:  # answer the call; the spoken reply is what the user waits for
+        await conn.send({"type": "conversation.item.create", "item": {
+            "type": "function_call_output", "call_id": calls[0]["call_id"],
+            "output": json.dumps({"temperature_c": rng.randint(-5, 30)})}})
+        await conn.send({"type": "response.create", "response": {"tool_choice": "none"}})
+        answer = _Answer()
+        record.server = None
+        await _collect(conn, answer, record, deadline)
+    assert answer.done is not None
+    record.status = answer.done["response"]["status"]
+    if answer.first_audible is not None:
+        record.ttfa_ms = (answer.first_audible - asked) * 1000
+        record.leading_silence_ms = answer.silence_ms
