@@ -109,11 +109,11 @@ def markdown(report: dict[str, Any]) -> str:
                      f"load / sum of floors = {f['ttfa_over_floors']}")
     if report.get("echo"):
         lines += ["", "## Gateway (echo through the ingress, per-frame round trip, ms)", "",
-                  "| sessions | frames | p50 | p90 | p99 |", "|---|---|---|---|---|"]
+                  "| config | sessions | frames | p50 | p90 | p99 |", "|---|---|---|---|---|---|"]
         for row in report["echo"]:
             r = row["rtt_ms"]
-            lines.append(f"| {row['sessions']} | {r['n']} | {_fmt(r, 'p50')} | {_fmt(r, 'p90')} | "
-                         f"{_fmt(r, 'p99')} |")
+            lines.append(f"| {row['config']} | {row['sessions']} | {r['n']} | {_fmt(r, 'p50')} | "
+                         f"{_fmt(r, 'p90')} | {_fmt(r, 'p99')} |")
     if report.get("slo"):
         slo = report["slo"]
         lines += ["", f"SLO TTFA p95 <= {slo['limit_ms']} ms: {'PASS' if slo['ok'] else 'FAIL'} "
@@ -188,6 +188,6 @@ def plots(report: dict[str, Any], out: Path) -> list[str]:
 
 def write(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    report["plots"] = plots(report, out)
+    report["plots"] = plots(report, out) if report["turns"] else []
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))

@@ -114,6 +114,11 @@ def serve_command(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if options.server.proxy == "haproxy":
+        if args.address:
+            _say("server.proxy: haproxy only applies to a Ray this command starts; ignored")
+        else:
+            os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     import ray
     from ray import serve
 

@@ -230,17 +230,22 @@ async def test_bad_client_messages_get_errors_and_the_session_survives(server: S
         assert ev["session"]["instructions"] == "Be brief."
 
 
+async def _until(ws: Any, kind: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Receive (validating every GA event, keeping them all) up to the first event of `kind`."""
+    while True:
+        ev = json.loads(await asyncio.wait_for(ws.recv(), TURN_TIMEOUT_S))
+        check_event(ev, Dialect.GA)
+        events.append(ev)
+        if ev["type"] == kind:
+            return ev  # type: ignore[no-any-return]
+
+
 async def test_function_call_round_trip_with_the_real_llm(server: Server) -> None:
     url = f"{server.ws}/v1/realtime?model=gpt-realtime"
     events: list[dict[str, Any]] = []
 
     async def until(ws: Any, kind: str) -> dict[str, Any]:
-        while True:
-            ev = json.loads(await asyncio.wait_for(ws.recv(), TURN_TIMEOUT_S))
-            check_event(ev, Dialect.GA)
-            events.append(ev)
-            if ev["type"] == kind:
-                return ev  # type: ignore[no-any-return]
+        return await _until(ws, kind, events)
 
     async with websockets.connect(url, additional_headers={"api-key": server.api_key}) as ws:
         await until(ws, "session.created")
@@ -290,12 +295,7 @@ async def test_barge_in_cancels_the_response_in_every_replica(server: Server) ->
     events: list[dict[str, Any]] = []
     async with websockets.connect(url, additional_headers={"api-key": server.api_key}) as ws:
         async def until(kind: str) -> dict[str, Any]:
-            while True:
-                ev = json.loads(await asyncio.wait_for(ws.recv(), TURN_TIMEOUT_S))
-                check_event(ev, Dialect.GA)
-                events.append(ev)
-                if ev["type"] == kind:
-                    return ev  # type: ignore[no-any-return]
+            return await _until(ws, kind, events)
 
         await until("session.created")
         await ws.send(json.dumps({"type": "conversation.item.create", "item": {
