@@ -252,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                             tool_share=args.tool_share, seed=args.seed)
             recs, saturation = asyncio.run(run_load(spec, clips, args))
             records += recs
-            if saturation is not None or args.ramp:
-                report["saturation"] = saturation
+            if args.ramp:
+                report.setdefault("saturation", {})[label] = saturation
         finally:
             if server is not None:
                 server.stop()

@@ -94,11 +94,11 @@ def markdown(report: dict[str, Any]) -> str:
         cells = " | ".join(f"{_fmt(lv['server'][s], 'p50')} | {_fmt(lv['server'][s], 'p95')}"
                            for s in STAGES)
         lines.append(f"| {lv['config']} | {lv['sessions']} | {cells} |")
-    if report.get("saturation") is not None or report["shape"].startswith("ramp"):
-        sat = report.get("saturation")
-        lines += ["", f"Saturation point (TTFA p95 over {report['slo_ttfa_p95_ms']} ms): "
-                  + (f"after {sat['last_ok']} sessions; first breach at {sat['first_breach']} "
-                     f"({sat['what']})" if sat else "not reached")]
+    for config, sat in (report.get("saturation") or {}).items():
+        lines += ["", f"Saturation point of {config} (TTFA p95 over {report['slo_ttfa_p95_ms']} ms): "
+                  + ((f"after {sat['last_ok']} sessions; " if sat["last_ok"] else "below 1 session; ")
+                     + f"first breach at {sat['first_breach']} ({sat['what']})" if sat
+                     else "not reached")]
     if report.get("floors"):
         f = report["floors"]
         lines += ["", "## Stage floors (each stage alone, same machine, same run)", "",
