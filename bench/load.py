@@ -161,7 +161,7 @@ async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
     try:
         ws = await websockets.connect(spec.url, additional_headers=headers, max_size=None,
                                       open_timeout=60)
-    except (OSError, websockets.InvalidStatus, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, websockets.InvalidStatus) as exc:
         records.append(TurnRecord(spec.config, level, index, 0, "connect", status="error",
                                   errors=[f"connect: {type(exc).__name__}"]))
         return
@@ -185,7 +185,7 @@ async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
                     await _tool_turn(conn, rng, record, turn_deadline)
                 else:
                     await _speech_turn(conn, clips, rng, record, turn_deadline, kind == "barge_in")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 record.status = "timeout"
             records.append(record)
             on_turn()

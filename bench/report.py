@@ -74,7 +74,7 @@ def _fmt(p: dict[str, Any], key: str) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# VoxServe load benchmark", "",
+    lines = ["# VoxServe load benchmark", "",
              f"Shape: {report['shape']}; seed {report['seed']}; clips: "
              f"{', '.join(report['clips'])}; machine: {report['environment']['cpus']} CPUs.", ""]
     lines += ["## Client-side, per concurrency level (ms)", "",

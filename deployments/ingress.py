@@ -106,7 +106,7 @@ class IngressDeployment:
         """Per-stage counters (completed / cancelled work) from every model deployment."""
         infos = await asyncio.gather(*(h.info.remote() for h in self._handles.values()))
         return JSONResponse({"sessions": len(self._sessions),
-                             "deployments": dict(zip(self._handles, infos))})
+                             "deployments": dict(zip(self._handles, infos, strict=True))})
 
     @app.get("/")
     async def root(self) -> PlainTextResponse:

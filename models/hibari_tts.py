@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,14 +247,14 @@ class HibariTtsEngine:
         matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
             if op == "equal":
-                for i, j in zip(range(i1, i2), range(j1, j2)):
+                for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
                     words.append(Word(_strip(originals[i]), spoken[j][1], spoken[j][2]))
                     last_end = spoken[j][2]
             elif op == "replace":
                 start, end = spoken[j1][1], spoken[j2 - 1][2]
                 sizes = [max(1, len(a[i])) for i in range(i1, i2)]
                 t = start
-                for i, size in zip(range(i1, i2), sizes):
+                for i, size in zip(range(i1, i2), sizes, strict=True):
                     dur = (end - start) * size / sum(sizes)
                     words.append(Word(_strip(originals[i]), t, t + dur))
                     t += dur

@@ -134,7 +134,7 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
                        ("voxserve-tts", "tts.synthesize")]:
             assert needed in names, f"{needed} missing from the trace of {rid}: {sorted(names)}"
 
-        def ancestors(span: dict[str, Any]) -> list[str]:
+        def ancestors(span: dict[str, Any], ids: dict[str, Any] = ids) -> list[str]:
             chain = []
             while span["parent_span_id"] in ids:
                 span = ids[span["parent_span_id"]]

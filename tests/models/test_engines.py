@@ -260,7 +260,7 @@ def test_tts_audio_words_and_intelligibility(asr) -> None:
     assert duration > 1.5 and np.sqrt(np.mean(chunk.audio ** 2)) > 0.01
     words = chunk.words
     assert [w.text for w in words] == [w.strip(".") for w in text.split()]
-    for a, b in zip(words, words[1:]):
+    for a, b in zip(words, words[1:], strict=False):
         assert a.start_s <= a.end_s <= b.start_s + 1e-6
     assert words[0].start_s >= 0 and words[-1].end_s <= duration + 1e-6
     heard = asr.transcribe(soxr.resample(chunk.audio, 24_000, 16_000).astype(np.float32), language="en")

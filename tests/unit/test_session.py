@@ -311,3 +311,50 @@ async def test_timing_extension_is_opt_in_and_consistent_with_metrics() -> None:
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)
     assert ("session_closed", ("ga",)) in observer.calls
+
+
+_ODD_VALUES = [None, 0, -1, 1.5, "", "x", [], [1], {}, {"a": 1}, True]
+_FIELDS = {
+    "session.update": ["session"], "input_audio_buffer.append": ["audio"],
+    "conversation.item.create": ["item", "previous_item_id"],
+    "conversation.item.delete": ["item_id"], "conversation.item.retrieve": ["item_id"],
+    "conversation.item.truncate": ["item_id", "content_index", "audio_end_ms"],
+    "response.create": ["response"], "response.cancel": ["response_id"],
+}
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+async def test_odd_values_in_every_field_never_break_the_session(dialect: Dialect) -> None:
+    """Each field of each client event set to values of every JSON type: each message gets
+    exactly one reply or none at all, errors are well-formed, and the session keeps serving."""
+    session, tr, pipe, task = await start_session(dialect)
+    sent = 0
+    for kind, fields in _FIELDS.items():
+        for name in fields:
+            for value in _ODD_VALUES:
+                tr.push({"type": kind, "event_id": f"ev{sent}", name: value})
+                sent += 1
+    nested = [{"type": "session.update", "session": {"turn_detection": v}} for v in _ODD_VALUES]
+    nested += [{"type": "session.update", "session": {"tools": [v]}} for v in _ODD_VALUES]
+    nested += [{"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                             "content": [v]}} for v in _ODD_VALUES]
+    for message in nested:
+        tr.push(message)
+    tr.push({"type": "response.cancel", "event_id": "last"})  # a response may be active: cancel
+    tr.push({"type": "session.update", "event_id": "alive",
+             "session": {"instructions": "still here"} if dialect is not Dialect.GA
+             else {"type": "realtime", "instructions": "still here"}})
+    await tr.wait_for("session.updated", count=1 + sum(1 for e in tr.sent if e["type"] == "session.updated"))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not any(e.get("session", {}).get("instructions") == "still here" for e in tr.sent
+                  if e["type"] == "session.updated"):
+        assert asyncio.get_running_loop().time() < deadline, "session stopped answering"
+        await asyncio.sleep(0.01)
+    assert not task.done()
+    for e in tr.sent:
+        if e["type"] == "error":
+            assert e["error"]["message"] and e["error"]["type"] == "invalid_request_error", e
+    if session._active is not None:
+        tr.push({"type": "response.cancel"})
+        await tr.wait_for("response.done")
+    await _stop(tr, task)

@@ -13,7 +13,6 @@ The one path of an input audio frame: `input_audio_buffer.append` -> `InputBuffe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -49,7 +48,7 @@ from voxserve.session.response import CancelReason, Response, ResponseOptions
 from voxserve.session.observer import NullObserver, SessionObserver
 from voxserve.session.turn import Turn
 from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechStop, TurnDetector
-from voxserve.tracing import current, mark_cancelled, tracer
+from voxserve.tracing import current, tracer
 
 log = logging.getLogger("voxserve.session")
 
@@ -218,9 +217,12 @@ class RealtimeSession:
         return self._tg.create_task(coro)
 
     async def _shutdown(self) -> None:
+        # The client is gone: nothing more is queued for it (a close-out written to a dead
+        # socket would only fail the writer), but in-flight work is still cancelled everywhere.
+        self._closed = True
+        self._drop_early_asr()
         if self._active is not None:
             await self._cancel_response("client_cancelled")
-        self._closed = True
         for future in self.conversation.transcripts.values():
             future.cancel()
 
@@ -528,10 +530,13 @@ class RealtimeSession:
             log.info("barge_in session=%s response=%s", self.id, response.id)
         response.mark_cancelled(reason)
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(response.done.wait()), timeout=10.0)
-        if not response.done.is_set():
+        await asyncio.wait({task}, timeout=10.0)
+        if not task.done():
             log.error("session %s: response %s did not stop within 10 s", self.id, response.id)
+        elif not response.done.is_set():
+            # cancelled before its task first ran: it still gets its created/done pair
+            await response.finish_unstarted()
+            await self._report(response)
 
 
 # ---- handlers ---------------------------------------------------------------------------------

@@ -188,6 +188,12 @@ class Response:
                 message=f"response generation failed: {type(exc).__name__}: {exc}").model_dump()}
         await self._finish_response(status, details)
 
+    async def finish_unstarted(self) -> None:
+        """Close out a response whose task was cancelled before it ever ran."""
+        await self._emit(ResponseCreatedEvent(response=self.snapshot()))
+        await self._finish_response("cancelled", {
+            "type": "cancelled", "reason": self._cancel_reason or "client_cancelled"})
+
     async def _finish_response(self, status: str, details: dict[str, Any] | None) -> None:
         self.status = status
         try:
