@@ -107,7 +107,10 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
         roots = {s["attributes"].get("voxserve.response_id"): s for s in spans
                  if s["name"] == "voxserve.turn"}
         sessions = [s for s in spans if s["name"] == "voxserve.session"]
-        if all(r in roots for r in responses) and sessions or time.monotonic() > deadline:
+        linked = {link for r in responses if r in roots for link in roots[r]["links"]}
+        # this session's span is exported when the socket closes, possibly after the turns
+        if (all(r in roots for r in responses) and linked <= {s["span_id"] for s in sessions}
+                or time.monotonic() > deadline):
             break
         await asyncio.sleep(0.5)
     missing = [r for r in responses if r not in roots]

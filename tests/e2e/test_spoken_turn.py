@@ -323,3 +323,47 @@ async def test_barge_in_cancels_the_response_in_every_replica(server: Server) ->
     after = stats()
     assert after["llm"]["cancelled"] > before["llm"]["cancelled"], \
         f"the LLM replica saw no cancellation: before {before}, after {after}, answer {done}"
+
+
+async def test_voice_live_client_driven_turn_with_the_sdk(server: Server) -> None:
+    """input_audio.turn.start/append/end: the client, not the VAD, delimits the turn; a pause
+    inside it does not end it."""
+    from azure.ai.voicelive.aio import connect
+    from azure.ai.voicelive.models import (
+        AudioInputTranscriptionOptions, ClientEventInputAudioTurnAppend,
+        ClientEventInputAudioTurnEnd, ClientEventInputAudioTurnStart, RequestSession, ServerVad,
+    )
+    from azure.core.credentials import AzureKeyCredential
+
+    (first, ref1), (second, ref2) = clip("0930"), clip("0880")
+    pause = np.zeros(int(24000 * 1.2), np.float32)  # longer than the 500 ms VAD silence rule
+    frames = _pcm_frames(np.concatenate([read_wav(first), pause, read_wav(second)]),
+                         tail_silence_s=0.2)
+    events: list[dict[str, Any]] = []
+    async with connect(endpoint=server.http, credential=AzureKeyCredential(server.api_key),
+                       model="gpt-4o") as conn:
+        async def recv() -> dict[str, Any]:
+            return dict((await conn.recv()).as_dict())
+
+        events.append(await asyncio.wait_for(recv(), 60))
+        await conn.session.update(session=RequestSession(
+            modalities=["text", "audio"], input_audio_format="pcm16",
+            input_audio_transcription=AudioInputTranscriptionOptions(model="whisper-1"),
+            turn_detection=ServerVad()))
+        updated = await asyncio.wait_for(recv(), 60)
+        assert updated["type"] == "session.updated"
+        await conn.send(ClientEventInputAudioTurnStart(turn_id="turn-1"))
+        await _paced(frames, lambda f: conn.send(
+            ClientEventInputAudioTurnAppend(turn_id="turn-1", audio=f)))
+        await conn.send(ClientEventInputAudioTurnEnd(turn_id="turn-1"))
+        await asyncio.wait_for(_collect_until_done(recv, events), TURN_TIMEOUT_S)
+    for ev in events:
+        check_event(ev, Dialect.VOICE_LIVE)
+    kinds = [e["type"] for e in events]
+    assert "input_audio_buffer.speech_started" not in kinds  # the VAD stayed out of it
+    assert kinds.count("input_audio_buffer.committed") == 1
+    heard = next(e for e in events
+                 if e["type"] == "conversation.item.input_audio_transcription.completed")
+    # both halves, across the pause, are one turn
+    assert wer(f"{ref1} {ref2}", heard["transcript"]) <= 0.25, heard["transcript"]
+    assert events[-1]["response"]["status"] == "completed"

@@ -358,3 +358,82 @@ async def test_odd_values_in_every_field_never_break_the_session(dialect: Dialec
         tr.push({"type": "response.cancel"})
         await tr.wait_for("response.done")
     await _stop(tr, task)
+
+
+async def test_voice_live_client_driven_turn_commits_and_responds_without_vad() -> None:
+    session, tr, pipe, task = await start_session(Dialect.VOICE_LIVE)
+    tr.push({"type": "input_audio.turn.append", "turn_id": "t0", "audio": ""})
+    err = await tr.wait_for("error")
+    assert err["error"]["param"] == "turn_id"
+    tr.push({"type": "input_audio.turn.start", "turn_id": "t1"})
+    # a pause long enough to end a VAD turn: the client, not the VAD, decides here
+    for chunk in (tone_pcm16(0.5), silence_pcm16(1.0), tone_pcm16(0.5)):
+        tr.push({"type": "input_audio.turn.append", "turn_id": "t1",
+                 "audio": base64.b64encode(chunk).decode()})
+    tr.push({"type": "input_audio.turn.end", "turn_id": "t1"})
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    kinds = tr.types()
+    assert "input_audio_buffer.speech_started" not in kinds
+    assert kinds.count("input_audio_buffer.committed") == 1
+    assert pipe.transcribed == [pytest.approx(2.0, abs=0.05)]  # the whole turn, pause included
+    tr.push({"type": "input_audio.turn.start", "turn_id": "t2"})
+    tr.push({"type": "input_audio.turn.cancel", "turn_id": "t2"})
+    await tr.wait_for("input_audio_buffer.cleared")
+    await _stop(tr, task)
+
+
+async def test_voice_live_events_are_refused_in_openai_dialects() -> None:
+    session, tr, pipe, task = await start_session(Dialect.BETA)
+    tr.push({"type": "input_audio.clear", "event_id": "x"})
+    err = await tr.wait_for("error")
+    assert err["error"]["code"] == "unknown_event_type" and err["error"]["event_id"] == "x"
+    await _stop(tr, task)
+
+
+async def test_idle_timeout_triggers_a_turn_after_the_agent_finished() -> None:
+    session, tr, pipe, task = await start_session(Dialect.GA)
+    tr.push({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "server_vad", "idle_timeout_ms": 2000}}}}})
+    await tr.wait_for("session.updated")
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    await tr.wait_for("response.done")
+    tr.push(append_event(silence_pcm16(1.5)))  # not yet idle long enough
+    tr.push({"type": "input_audio_buffer.clear"})
+    await tr.wait_for("input_audio_buffer.cleared")
+    assert "input_audio_buffer.timeout_triggered" not in tr.types()
+    tr.push(append_event(silence_pcm16(1.0)))
+    fired = await tr.wait_for("input_audio_buffer.timeout_triggered")
+    assert fired["audio_end_ms"] - fired["audio_start_ms"] >= 2000 - 100  # on the audio clock
+    done = await tr.wait_for("response.done", 2)
+    assert done["response"]["status"] == "completed"
+    assert len(pipe.transcribed) == 1  # the silent turn is not sent to ASR
+    kinds = tr.types()
+    assert kinds.index("input_audio_buffer.timeout_triggered") < kinds.index(
+        "input_audio_buffer.committed", kinds.index("input_audio_buffer.timeout_triggered"))
+    await _stop(tr, task)
+
+
+async def test_auto_truncate_cuts_the_interrupted_answer_to_what_was_played() -> None:
+    pipe = FakePipeline(tokens=[f"word{i} " for i in range(40)] + ["end."], token_delay=0.0)
+    session, tr, _, task = await start_session(Dialect.VOICE_LIVE, pipe)
+    tr.push({"type": "session.update", "session": {"turn_detection": {
+        "type": "server_vad", "auto_truncate": True}}})
+    await tr.wait_for("session.updated")
+    tr.push({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "talk"}]}})
+    tr.push({"type": "response.create"})
+    pipe.token_delay = 0.05  # keep the answer going while the user barges in
+    await tr.wait_for("response.audio.delta")
+    tr.push(append_event(tone_pcm16(0.4)))
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    truncated = await tr.wait_for("conversation.item.truncated")
+    item_id = done["response"]["output"][0]["id"]
+    assert truncated["item_id"] == item_id
+    spoken = session.conversation.spoken[item_id]
+    assert 0 < truncated["audio_end_ms"] < spoken.duration_ms
+    transcript = session.conversation.get(item_id).content[0].transcript
+    full = done["response"]["output"][0]["content"][0]["transcript"]
+    assert transcript and len(transcript) < len(full)
+    await _stop(tr, task)

@@ -78,11 +78,42 @@ class OutputAudioBufferClearEvent(_ClientEvent):
     type: Literal["output_audio_buffer.clear"]
 
 
+class InputAudioTurnStartEvent(_ClientEvent):  # Voice Live: client-driven turns
+    type: Literal["input_audio.turn.start"]
+    turn_id: str
+
+
+class InputAudioTurnAppendEvent(_ClientEvent):  # Voice Live
+    type: Literal["input_audio.turn.append"]
+    turn_id: str
+    audio: str
+
+
+class InputAudioTurnEndEvent(_ClientEvent):  # Voice Live: commits the turn and responds
+    type: Literal["input_audio.turn.end"]
+    turn_id: str
+
+
+class InputAudioTurnCancelEvent(_ClientEvent):  # Voice Live
+    type: Literal["input_audio.turn.cancel"]
+    turn_id: str
+
+
+class InputAudioClearEvent(_ClientEvent):  # Voice Live
+    type: Literal["input_audio.clear"]
+
+
+VOICE_LIVE_ONLY: frozenset[str] = frozenset({
+    "input_audio.turn.start", "input_audio.turn.append", "input_audio.turn.end",
+    "input_audio.turn.cancel", "input_audio.clear"})
+
 ClientEvent = Annotated[
     SessionUpdateEvent | InputAudioBufferAppendEvent | InputAudioBufferCommitEvent
     | InputAudioBufferClearEvent | ConversationItemCreateEvent | ConversationItemDeleteEvent
     | ConversationItemRetrieveEvent | ConversationItemTruncateEvent | ResponseCreateEvent
-    | ResponseCancelEvent | OutputAudioBufferClearEvent,
+    | ResponseCancelEvent | OutputAudioBufferClearEvent | InputAudioTurnStartEvent
+    | InputAudioTurnAppendEvent | InputAudioTurnEndEvent | InputAudioTurnCancelEvent
+    | InputAudioClearEvent,
     Field(discriminator="type"),
 ]
 

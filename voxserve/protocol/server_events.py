@@ -121,6 +121,16 @@ class ClearedEvent(ServerEvent):
     type = "input_audio_buffer.cleared"
 
 
+class TimeoutTriggeredEvent(ServerEvent):
+    """GA only: no speech for `idle_timeout_ms` after the agent finished; a turn follows."""
+
+    type = "input_audio_buffer.timeout_triggered"
+    flat_type = None
+    audio_start_ms: int
+    audio_end_ms: int
+    item_id: str
+
+
 # --- conversation ------------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from voxserve.protocol.server_events import (
     ClearedEvent, CommittedEvent, ErrorDetail, ErrorEvent, ItemAddedEvent, ItemDeletedEvent,
     ItemDoneEvent, ItemRetrievedEvent, ItemTruncatedEvent, OutputAudioBufferClearedEvent,
     ResponseTimingEvent, ServerEvent, SessionCreatedEvent, SessionUpdatedEvent, SpeechStartedEvent,
-    SpeechStoppedEvent, TranscriptionCompletedEvent, TranscriptionDeltaEvent,
+    SpeechStoppedEvent, TimeoutTriggeredEvent, TranscriptionCompletedEvent, TranscriptionDeltaEvent,
     TranscriptionFailedEvent, WarningDetail, WarningEvent,
 )
 from voxserve.protocol.session_config import (
@@ -106,6 +106,8 @@ class RealtimeSession:
         self.observer: SessionObserver = observer or NullObserver()
         self._span: Any = None  # the session's span; each turn's trace links to it
         self._turn: Turn | None = None  # the turn being formed (from the first pause on)
+        self._client_turn: str | None = None  # Voice Live client-driven turn in progress
+        self._idle_from: int | None = None  # sample where the agent went quiet (idle timeout)
         self.dialect = dialect
         self.pipeline = pipeline
         self.defaults = defaults
@@ -200,6 +202,12 @@ class RealtimeSession:
         except ce.ParsedError as err:
             await self.send_error(err, err.event_id)
             return
+        if event.type in ce.VOICE_LIVE_ONLY and self.dialect is not Dialect.VOICE_LIVE:
+            await self.send_error(ProtocolError(
+                ErrorCode.UNKNOWN_EVENT_TYPE,
+                f"{event.type} is a Voice Live event; connect to /voice-live/realtime", "type"),
+                event.event_id)
+            return
         try:
             await _HANDLERS[type(event)](self, event)
         except ProtocolError as err:
@@ -250,7 +258,8 @@ class RealtimeSession:
             self._detector.options = td
 
     async def _on_audio(self, samples: np.ndarray) -> None:
-        detector = self._detector
+        # a client-driven turn bypasses the VAD: the client says where the turn ends
+        detector = None if self._client_turn is not None else self._detector
         if detector is None:
             if self.buffer.overflowing():
                 self.buffer.drop_before(self.buffer.total_samples
@@ -279,6 +288,7 @@ class RealtimeSession:
                 self._drop_early_asr()
                 self._turn = None  # never ended, so never exported
         if not detector.speaking:
+            await self._check_idle(detector.options)
             keep = samples_of(detector.options.prefix_padding_ms) + samples_of(100)
             self.buffer.drop_before(self.buffer.total_samples - keep)
         elif self.buffer.overflowing():  # an endless "turn" (e.g. constant noise): cut it here
@@ -306,7 +316,29 @@ class RealtimeSession:
         except Exception as exc:
             return exc
 
+    async def _check_idle(self, td: TurnDetection) -> None:
+        """GA idle timeout: no speech for `idle_timeout_ms` after the agent finished speaking
+        (on the audio clock) ends a silent user turn and asks for a response."""
+        if td.idle_timeout_ms is None or self._idle_from is None or self._active is not None:
+            return
+        now = self.buffer.total_samples
+        if now - self._idle_from < samples_of(td.idle_timeout_ms):
+            return
+        idle_from, self._idle_from = self._idle_from, None
+        item_id = new_id("item")
+        await self.send(TimeoutTriggeredEvent(audio_start_ms=ms(idle_from), audio_end_ms=ms(now),
+                                              item_id=item_id))
+        self._turn = self._begin_turn(time.monotonic())
+        self._turn.decided = self._turn.speech_end
+        # only the prefix-padding window of the silence is still held; it is committed as an empty
+        # user turn, not transcribed (Whisper tends to hallucinate words into silence)
+        await self._commit(item_id, self.buffer.audio(max(idle_from, self.buffer.start_sample), now),
+                           silent=True)
+        if td.create_response:
+            await self._respond(self._response_options(None), cancel_previous=True)
+
     async def _speech_started(self, sample: int, td: TurnDetection) -> None:
+        self._idle_from = None
         start = max(self.buffer.start_sample, sample - samples_of(td.prefix_padding_ms))
         self._speech_item = new_id("item")
         self._speech_start = start
@@ -336,7 +368,8 @@ class RealtimeSession:
             await self._respond(self._response_options(None), cancel_previous=True)
 
     async def _commit(self, item_id: str, audio: np.ndarray,
-                      decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
+                      decoded: asyncio.Task[Transcript | Exception] | None = None,
+                      silent: bool = False) -> None:
         self.buffer.clear()
         if self._turn is None:  # a manual commit: the turn starts now
             self._turn = self._begin_turn(time.monotonic())
@@ -349,7 +382,10 @@ class RealtimeSession:
         await self.send(CommittedEvent(previous_item_id=previous, item_id=item_id))
         await self.send(ItemAddedEvent(previous_item_id=previous, item=item))
         await self.send(ItemDoneEvent(previous_item_id=previous, item=item))
-        self._transcribe(item, audio, decoded)
+        if silent:
+            item.content[0].transcript = ""
+        else:
+            self._transcribe(item, audio, decoded)
 
     def _transcribe(self, item: Item, audio: np.ndarray,
                     decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
@@ -497,6 +533,7 @@ class RealtimeSession:
         finally:
             if self._active is not None and self._active[0] is response:
                 self._active = None
+                self._idle_from = self.buffer.total_samples
             self.responses_done = (self.responses_done + [response])[-20:]
             await self._report(response)
 
@@ -537,6 +574,23 @@ class RealtimeSession:
             # cancelled before its task first ran: it still gets its created/done pair
             await response.finish_unstarted()
             await self._report(response)
+        td = self.config.turn_detection
+        if reason == "turn_detected" and td is not None and td.auto_truncate:
+            await self._auto_truncate(response)
+
+    async def _auto_truncate(self, response: Response) -> None:
+        """Voice Live `auto_truncate`: cut the interrupted answer where the client had played
+        it, estimated as real-time playback from the first audio sent (we do not see playback)."""
+        item_id = response.spoken_item_id
+        spoken = self.conversation.spoken.get(item_id or "")
+        if item_id is None or spoken is None or not response.timings.first_audio_sent:
+            return
+        played = min(spoken.duration_ms,
+                     (time.monotonic() - response.timings.first_audio_sent) * 1000)
+        item = self.conversation.get(item_id)
+        item.content[0].transcript = spoken.text_until(played)
+        await self.send(ItemTruncatedEvent(item_id=item_id, content_index=0,
+                                           audio_end_ms=int(played)))
 
 
 # ---- handlers ---------------------------------------------------------------------------------
@@ -675,3 +729,73 @@ async def _output_clear(s: RealtimeSession, ev: ce.OutputAudioBufferClearEvent) 
     response_id = s._active[0].id if s._active else s._last_response_id
     await s._cancel_response("client_cancelled")
     await s.send(OutputAudioBufferClearedEvent(response_id=response_id))
+
+
+# ---- Voice Live client-driven turns ---------------------------------------------------------
+
+
+def _check_turn(s: RealtimeSession, turn_id: str) -> None:
+    if s._client_turn is None:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, "no input audio turn is open; send "
+                            "input_audio.turn.start first", "turn_id")
+    if turn_id != s._client_turn:
+        raise ProtocolError(ErrorCode.INVALID_VALUE,
+                            f"turn {turn_id!r} is not the open turn {s._client_turn!r}", "turn_id")
+
+
+@handles(ce.InputAudioTurnStartEvent)
+async def _turn_start(s: RealtimeSession, ev: ce.InputAudioTurnStartEvent) -> None:
+    if s._client_turn is not None:
+        raise ProtocolError(ErrorCode.INVALID_VALUE,
+                            f"turn {s._client_turn!r} is still open; end or cancel it first",
+                            "turn_id")
+    s._client_turn = ev.turn_id
+    s._speech_item = None
+    s._drop_early_asr()
+    s.buffer.clear()
+    if s._detector is not None:
+        s._detector.reset(s.buffer.total_samples)
+
+
+@handles(ce.InputAudioTurnAppendEvent)
+async def _turn_append(s: RealtimeSession, ev: ce.InputAudioTurnAppendEvent) -> None:
+    _check_turn(s, ev.turn_id)
+    try:
+        samples = s.buffer.append(b64decode_strict(ev.audio), s.config.input_format)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), "audio") from None
+    await s._on_audio(samples)
+
+
+@handles(ce.InputAudioTurnEndEvent)
+async def _turn_end(s: RealtimeSession, ev: ce.InputAudioTurnEndEvent) -> None:
+    _check_turn(s, ev.turn_id)
+    s._client_turn = None
+    if ms(s.buffer.held_samples) < MIN_COMMIT_MS:
+        s.buffer.clear()
+        raise ProtocolError(ErrorCode.COMMIT_EMPTY,
+                            f"turn {ev.turn_id!r} holds {ms(s.buffer.held_samples)} ms of audio, "
+                            f"at least {MIN_COMMIT_MS} ms needed")
+    audio = s.buffer.audio()
+    await s._commit(new_id("item"), audio)
+    td = s.config.turn_detection
+    if td is None or td.create_response:
+        await s._respond(s._response_options(None), cancel_previous=True)
+
+
+@handles(ce.InputAudioTurnCancelEvent)
+async def _turn_cancel(s: RealtimeSession, ev: ce.InputAudioTurnCancelEvent) -> None:
+    _check_turn(s, ev.turn_id)
+    s._client_turn = None
+    s.buffer.clear()
+    await s.send(ClearedEvent())
+
+
+@handles(ce.InputAudioClearEvent)
+async def _input_audio_clear(s: RealtimeSession, ev: ce.InputAudioClearEvent) -> None:
+    s.buffer.clear()
+    s._speech_item = None
+    s._drop_early_asr()
+    if s._detector is not None:
+        s._detector.reset(s.buffer.total_samples)
+    await s.send(ClearedEvent())

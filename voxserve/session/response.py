@@ -117,6 +117,7 @@ class Response:
         self.turn = turn or Turn(speech_end=time.monotonic())
         self.status = "in_progress"
         self.audio_seconds_out = 0.0
+        self.spoken_item_id: str | None = None  # the assistant message whose audio was sent
         self.options = options
         self.timings = ResponseTimings(created=time.monotonic())
         self._conversation = conversation
@@ -386,6 +387,7 @@ class Response:
             await self._emit(AudioTranscriptDoneEvent(**ref, transcript=m.text))
             part = {"type": "audio", "transcript": m.text}
             self._conversation.spoken[m.item.id] = m.spoken
+            self.spoken_item_id = m.item.id
         else:
             await self._emit(TextDoneEvent(**ref, text=m.text))
             part = {"type": "text", "text": m.text}
