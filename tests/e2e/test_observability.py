@@ -30,6 +30,20 @@ def _ttfa_count(server: Server) -> float:
                re.finditer(r"^ray_voxserve_ttfa_ms_count\{[^}]*\} ([0-9.e+]+)$", body, re.M))
 
 
+async def _settled_count(server: Server, quiet_s: float = 12.0, timeout_s: float = 120) -> float:
+    """The TTFA count once it has stopped changing for `quiet_s` (longer than Ray's export
+    interval), so turns of earlier tests still in the export pipeline are not miscounted."""
+    deadline = time.monotonic() + timeout_s
+    value = _ttfa_count(server)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet_s)
+        again = _ttfa_count(server)
+        if again == value:
+            return value
+        value = again
+    return value
+
+
 async def _wait_metric(server: Server, expected: float, timeout_s: float = 90) -> float:
     """Ray exports metrics every few seconds: wait until the count reaches `expected`."""
     deadline = time.monotonic() + timeout_s
@@ -43,7 +57,7 @@ async def _wait_metric(server: Server, expected: float, timeout_s: float = 90) -
 async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: Server) -> None:
     from openai import AsyncOpenAI
 
-    ttfa_before = _ttfa_count(server)
+    ttfa_before = await _settled_count(server)
     client = AsyncOpenAI(api_key=server.api_key, websocket_base_url=f"{server.ws}/v1")
     events: list[dict[str, Any]] = []
     client_ttfa: dict[str, float] = {}  # response id -> ms, end of speech -> first audio delta
@@ -162,7 +176,7 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
     assert llm["attributes"].get("voxserve.cancelled") is True, "the LLM replica did not see the cancel"
 
     # --- metrics: the TTFA histogram counted exactly these four turns ---------------------
-    ttfa_after = await _wait_metric(server, ttfa_before + 4)
-    await asyncio.sleep(6)  # one more export interval: nothing extra may appear
-    assert _ttfa_count(server) - ttfa_before == 4, (ttfa_before, ttfa_after)
+    await _wait_metric(server, ttfa_before + 4)
+    ttfa_after = await _settled_count(server)  # nothing beyond these four may appear
+    assert ttfa_after - ttfa_before == 4, (ttfa_before, ttfa_after)
 
