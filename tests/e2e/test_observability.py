@@ -96,7 +96,9 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
         await conn.conversation.item.create(item={
             "type": "message", "role": "user", "content": [{"type": "input_text",
                                                             "text": "Tell me a long story about a lighthouse keeper."}]})
-        await conn.response.create()
+        await conn.response.create(response={
+            "instructions": "You are a storyteller. Every story you tell has at least twelve "
+                            "sentences."})
         long_answer = (await until("response.output_audio.delta"))["response_id"]
         sender = asyncio.create_task(_paced(
             _pcm_frames(read_wav(clip("0880")[0]), tail_silence_s=1.0),

@@ -301,7 +301,10 @@ async def test_barge_in_cancels_the_response_in_every_replica(server: Server) ->
         await ws.send(json.dumps({"type": "conversation.item.create", "item": {
             "type": "message", "role": "user", "content": [{"type": "input_text", "text":
                 "Tell me a long story about a dragon who learns to bake bread, in many sentences."}]}}))
-        await ws.send(json.dumps({"type": "response.create"}))
+        # the answer must still be generating when the user cuts in: ask for a long one
+        await ws.send(json.dumps({"type": "response.create", "response": {
+            "instructions": "You are a storyteller. Every story you tell has at least twelve "
+                            "sentences."}}))
         first_audio = await until("response.output_audio.delta")
         rid = first_audio["response_id"]
         sender = asyncio.create_task(_paced(frames, lambda f: ws.send(json.dumps(

@@ -160,7 +160,10 @@ class RealtimeSession:
             finally:
                 await self._shutdown()
                 timer.cancel()
-                self._outbox.put_nowait(None) if not self._outbox.full() else writer.cancel()
+                if self._outbox.full():  # a client that stopped reading gets no more
+                    writer.cancel()
+                else:
+                    self._outbox.put_nowait(None)  # the writer drains what is queued, then ends
 
     async def _writer(self, transport: Transport) -> None:
         while (text := await self._outbox.get()) is not None:
@@ -294,6 +297,15 @@ class RealtimeSession:
         elif self.buffer.overflowing():  # an endless "turn" (e.g. constant noise): cut it here
             await self._speech_stopped(self.buffer.total_samples, detector.options)
             detector.reset(self.buffer.total_samples)
+
+    def reset_input(self) -> None:
+        """Forget the input audio and any turn being formed from it (clear, a new client turn)."""
+        self.buffer.clear()
+        self._speech_item = None
+        self._turn = None
+        self._drop_early_asr()
+        if self._detector is not None:
+            self._detector.reset(self.buffer.total_samples)
 
     def _drop_early_asr(self) -> None:
         if self._early_asr is not None:
@@ -638,11 +650,7 @@ async def _commit(s: RealtimeSession, ev: ce.InputAudioBufferCommitEvent) -> Non
 
 @handles(ce.InputAudioBufferClearEvent)
 async def _clear(s: RealtimeSession, ev: ce.InputAudioBufferClearEvent) -> None:
-    s.buffer.clear()
-    s._speech_item = None
-    s._drop_early_asr()
-    if s._detector is not None:
-        s._detector.reset(s.buffer.total_samples)
+    s.reset_input()
     await s.send(ClearedEvent())
 
 
@@ -750,11 +758,7 @@ async def _turn_start(s: RealtimeSession, ev: ce.InputAudioTurnStartEvent) -> No
                             f"turn {s._client_turn!r} is still open; end or cancel it first",
                             "turn_id")
     s._client_turn = ev.turn_id
-    s._speech_item = None
-    s._drop_early_asr()
-    s.buffer.clear()
-    if s._detector is not None:
-        s._detector.reset(s.buffer.total_samples)
+    s.reset_input()
 
 
 @handles(ce.InputAudioTurnAppendEvent)
@@ -793,9 +797,5 @@ async def _turn_cancel(s: RealtimeSession, ev: ce.InputAudioTurnCancelEvent) -> 
 
 @handles(ce.InputAudioClearEvent)
 async def _input_audio_clear(s: RealtimeSession, ev: ce.InputAudioClearEvent) -> None:
-    s.buffer.clear()
-    s._speech_item = None
-    s._drop_early_asr()
-    if s._detector is not None:
-        s._detector.reset(s.buffer.total_samples)
+    s.reset_input()
     await s.send(ClearedEvent())

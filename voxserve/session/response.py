@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from opentelemetry import trace
 
 from voxserve.audio.formats import AudioFormat, b64encode
 from voxserve.audio.resample import resample
@@ -76,8 +77,6 @@ class ResponseTimings:
 
 def trace_event(name: str) -> None:
     """A timestamped event on the current span (the response's)."""
-    from opentelemetry import trace
-
     trace.get_current_span().add_event(name)
 
 
