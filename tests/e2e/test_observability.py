@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Server
-from tests.e2e.test_spoken_turn import TURN_TIMEOUT_S, _paced, _pcm_frames
+from tests.e2e.test_spoken_turn import (
+    LONG_ANSWER_INSTRUCTIONS, LONG_ANSWER_PROMPT, TURN_TIMEOUT_S, _paced, _pcm_frames,
+)
 from tests.speech import clip
 from voxserve.client import read_wav, speech_end_s
 
@@ -95,10 +97,8 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
         # a long answer, interrupted by speech
         await conn.conversation.item.create(item={
             "type": "message", "role": "user", "content": [{"type": "input_text",
-                                                            "text": "Tell me a long story about a lighthouse keeper."}]})
-        await conn.response.create(response={
-            "instructions": "You are a storyteller. Every story you tell has at least twelve "
-                            "sentences."})
+                                                            "text": LONG_ANSWER_PROMPT}]})
+        await conn.response.create(response={"instructions": LONG_ANSWER_INSTRUCTIONS})
         long_answer = (await until("response.output_audio.delta"))["response_id"]
         sender = asyncio.create_task(_paced(
             _pcm_frames(read_wav(clip("0880")[0]), tail_silence_s=1.0),

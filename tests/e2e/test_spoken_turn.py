@@ -28,6 +28,12 @@ from voxserve.protocol.dialects import Dialect
 pytestmark = pytest.mark.e2e
 
 FRAME_S = 0.04
+# A reliably long answer from the small CPU model: counting in words ran 5-40 s in every trial
+# (a "long story" was sometimes a single sentence once earlier turns were in the context, and
+# counting in digits can come out as one unbreakable run of digits).
+LONG_ANSWER_PROMPT = "Count from one to one hundred, saying every number in words."
+LONG_ANSWER_INSTRUCTIONS = ("You count aloud when asked, saying every number as a word. You never "
+                            "stop before the last number.")
 TURN_TIMEOUT_S = 240  # generous: a busy 2-core CI box with ASR, LLM and TTS competing
 
 
@@ -300,11 +306,10 @@ async def test_barge_in_cancels_the_response_in_every_replica(server: Server) ->
         await until("session.created")
         await ws.send(json.dumps({"type": "conversation.item.create", "item": {
             "type": "message", "role": "user", "content": [{"type": "input_text", "text":
-                "Tell me a long story about a dragon who learns to bake bread, in many sentences."}]}}))
+                LONG_ANSWER_PROMPT}]}}))
         # the answer must still be generating when the user cuts in: ask for a long one
-        await ws.send(json.dumps({"type": "response.create", "response": {
-            "instructions": "You are a storyteller. Every story you tell has at least twelve "
-                            "sentences."}}))
+        await ws.send(json.dumps({"type": "response.create",
+                                  "response": {"instructions": LONG_ANSWER_INSTRUCTIONS}}))
         first_audio = await until("response.output_audio.delta")
         rid = first_audio["response_id"]
         sender = asyncio.create_task(_paced(frames, lambda f: ws.send(json.dumps(
