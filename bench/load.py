@@ -242,7 +242,7 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
         record.status = answer.done["response"]["status"]
         if interrupter is not None and record.status == "cancelled":
             record.barge_in_stop_ms = (time.monotonic() - onset) * 1000
-        await _timing(conn, answer, record, deadline)
+        await _collect(conn, answer, record, deadline)
         if interrupter is not None:
             # the interruption is a turn of its own: let its answer finish before the next turn
             scratch = TurnRecord(record.config, record.level, record.session, record.turn, "speech")
@@ -252,13 +252,6 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
         sender.cancel()
         if interrupter is not None:
             await asyncio.gather(interrupter, return_exceptions=True)
-
-
-async def _timing(conn: _Conn, answer: _Answer, record: TurnRecord, deadline: float) -> None:
-    while record.server is None:
-        _, ev = await conn.next(deadline)
-        if ev["type"] == "voxserve.response.timing" and ev["response_id"] == answer.response_id:
-            record.server = {k: v for k, v in ev.items() if k.endswith("_ms")}
 
 
 async def _tool_turn(conn: _Conn, rng: random.Random, record: TurnRecord, deadline: float) -> None:

@@ -19,14 +19,10 @@ import base64
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import numpy as np
@@ -34,6 +30,7 @@ import websockets
 
 from .load import Clip, LoadSpec, TurnRecord, make_clip, run_session
 from .report import environment, pct, summarise, write
+from .server import LocalServer
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLIPS = sorted((REPO / "tests" / "data").glob("*.wav"))
@@ -141,44 +138,6 @@ async def echo_level(url: str, api_key: str | None, sessions: int, seconds: floa
     return rtts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Server:
-    """`voxserve serve --config FILE` on a free loopback port, for --compare."""
-
-    def __init__(self, config: str, log: Path) -> None:
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voxserve.cli", "serve", "--port", str(self.port), "--config", config],
-            stdout=log.open("w"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server for {config} exited: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"server for {config} did not become healthy")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=180)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="voxserve bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -235,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = [(Path(c).stem, c) for c in args.compare] if args.compare else [("default", None)]
     records: list[TurnRecord] = []
     for label, config in targets:
-        server = _Server(config, out / f"server-{label}.log") if config else None
-        url = f"ws://127.0.0.1:{server.port}/v1/realtime" if server else args.url
+        server = LocalServer(out / f"server-{label}.log", config) if config else None
+        url = server.url if server else args.url
         try:
             if args.echo:
                 parts = urlsplit(url)

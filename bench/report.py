@@ -121,6 +121,22 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig: Any, ax: Any, out: Path, name: str, xlabel: str | None, ylabel: str,
+          title: str) -> str:
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return name
+
+
 def plots(report: dict[str, Any], out: Path) -> list[str]:
     import matplotlib
 
@@ -138,15 +154,8 @@ def plots(report: dict[str, Any], out: Path) -> list[str]:
             if v.size:
                 ax.step(v, np.arange(1, v.size + 1) / v.size, where="post",
                         label=f"{config}, {level} sessions")
-    ax.set_xlabel("TTFA (ms)")
-    ax.set_ylabel("fraction of turns")
-    ax.set_title("Time to first audio, CDF")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "ttfa_cdf.png", dpi=110)
-    plt.close(fig)
-    written.append("ttfa_cdf.png")
+    written.append(_save(fig, ax, out, "ttfa_cdf.png", "TTFA (ms)", "fraction of turns",
+                         "Time to first audio, CDF"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for config in configs:
@@ -156,15 +165,8 @@ def plots(report: dict[str, Any], out: Path) -> list[str]:
             ax.plot(xs, [x["ttfa_ms"][p] for x in lv], style, label=f"{config} {p}")
     if report.get("slo_ttfa_p95_ms"):
         ax.axhline(report["slo_ttfa_p95_ms"], color="red", lw=0.8, label="SLO p95")
-    ax.set_xlabel("concurrent sessions")
-    ax.set_ylabel("TTFA (ms)")
-    ax.set_title("TTFA vs concurrency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "ttfa_vs_concurrency.png", dpi=110)
-    plt.close(fig)
-    written.append("ttfa_vs_concurrency.png")
+    written.append(_save(fig, ax, out, "ttfa_vs_concurrency.png", "concurrent sessions",
+                         "TTFA (ms)", "TTFA vs concurrency"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     levels = report["summary"]["levels"]
@@ -176,13 +178,7 @@ def plots(report: dict[str, Any], out: Path) -> list[str]:
         bottom += vals
     ax.plot(labels, [x["server"]["ttfa_ms"].get("p50", 0.0) for x in levels], "k*",
             markersize=10, label="TTFA p50")
-    ax.set_ylabel("ms (p50)")
-    ax.set_title("Server stage breakdown")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "stages.png", dpi=110)
-    plt.close(fig)
-    written.append("stages.png")
+    written.append(_save(fig, ax, out, "stages.png", None, "ms (p50)", "Server stage breakdown"))
     return written
 
 

@@ -14,48 +14,16 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .ttfa_single import DEFAULT_CLIP, summarise
 from voxserve.client import read_wav, run_turn
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "voxserve.cli", "serve", "--port", str(port)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        time.sleep(1)
-    proc.kill()
-    raise RuntimeError("server did not become healthy")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=180)
+from .server import LocalServer
+from .ttfa_single import DEFAULT_CLIP, summarise
 
 
 async def _turns(url: str, audio: np.ndarray, runs: int) -> list[float]:
@@ -83,18 +51,16 @@ def main() -> int:
     results: dict[str, Any] = {}
     receiver = OtlpReceiver().start()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    base_env.update(PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0")
     for label, extra in (("off", {}),
                          ("on", {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}"})):
-        port = _free_port()
-        log = Path(f"/tmp/voxserve-bench-tracing-{label}.log")
         print(f"tracing {label}: starting the server", flush=True)
-        proc = _start(port, {**base_env, **extra}, log)
+        server = LocalServer(Path(f"/tmp/voxserve-bench-tracing-{label}.log"),
+                             env={**base_env, **extra})
         try:
-            asyncio.run(_turns(f"ws://127.0.0.1:{port}/v1/realtime", audio, 2))  # warm-up
-            ttfa = asyncio.run(_turns(f"ws://127.0.0.1:{port}/v1/realtime", audio, args.runs))
+            asyncio.run(_turns(server.url, audio, 2))  # warm-up
+            ttfa = asyncio.run(_turns(server.url, audio, args.runs))
         finally:
-            _stop(proc)
+            server.stop()
         results[label] = {"ttfa_ms": summarise(ttfa), "values": ttfa}
     spans = len(receiver.snapshot())
     receiver.stop()

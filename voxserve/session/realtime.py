@@ -128,7 +128,6 @@ class RealtimeSession:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(defaults.outbox_size)
         self._tg: asyncio.TaskGroup | None = None
         self._closed = False
-        self.responses_done: list[Response] = []  # recent responses, for timing reports
         self._sync_detector()
 
     # ---- transport -----------------------------------------------------------------------
@@ -546,7 +545,6 @@ class RealtimeSession:
             if self._active is not None and self._active[0] is response:
                 self._active = None
                 self._idle_from = self.buffer.total_samples
-            self.responses_done = (self.responses_done + [response])[-20:]
             await self._report(response)
 
     async def _report(self, response: Response) -> None:

@@ -50,6 +50,3 @@ class Turn:
         if end is not None:
             span.end(end_time=_wall_ns(end))
         return span
-
-    def since_speech_ms(self, mark: float) -> float | None:
-        return round((mark - self.speech_end) * 1000, 1) if mark else None
