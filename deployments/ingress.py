@@ -70,11 +70,16 @@ class IngressDeployment:
         self._handles = {"asr": asr, "llm": llm, "tts": tts}
         self._pipeline = ServePipeline(asr, llm, tts)
         self._vad_factory = SileroVad.shared()
+        self._eot_model = None
+        if self._options.vad.end_of_turn_model:
+            from voxserve.models.smart_turn import SmartTurn
+            self._eot_model = SmartTurn()
         s = self._options.session
         self._defaults = SessionDefaults(
             system_prompt=s.system_prompt, voices=s.voices, default_voice=s.default_voice,
             model_name=s.model_name, max_buffer_seconds=s.max_buffer_seconds,
             min_speech_ms=self._options.vad.min_speech_ms,
+            interrupt_min_ms=self._options.vad.interrupt_min_ms,
             session_max_seconds=s.max_session_seconds,
             model_names={"asr": self._options.asr.model, "llm": self._options.llm.model,
                          "tts": self._options.tts.engine})
@@ -164,7 +169,8 @@ class IngressDeployment:
         model = ws.query_params.get("model") or ws.query_params.get("deployment")
         await ws.accept()
         session = RealtimeSession(dialect, self._pipeline, self._vad_factory, self._defaults,
-                                  model=model, observer=self._observer)
+                                  model=model, observer=self._observer,
+                                  eot_model=self._eot_model)
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

@@ -111,3 +111,10 @@ class VadModel(Protocol):
     def reset(self) -> None: ...
 
     def probability(self, window_16k: np.ndarray) -> float: ...
+
+
+class EndOfTurnModel(Protocol):
+    """An audio end-of-turn classifier: P(the speaker has finished their turn) from the audio
+    heard so far (its trailing seconds)."""
+
+    def probability(self, audio_16k: np.ndarray) -> float: ...

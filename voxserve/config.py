@@ -102,6 +102,11 @@ class TtsOptions(BaseModel):
 class VadOptions(BaseModel):
     model_config = _STRICT
     min_speech_ms: int = Field(100, ge=0, le=2000)
+    # user speech over the agent shorter than this (and with no content words) does not cancel
+    # the answer; 0 cancels on any speech
+    interrupt_min_ms: int = Field(600, ge=0, le=5000)
+    # the audio end-of-turn model of the semantic modes (Smart Turn v3.2); false: words only
+    end_of_turn_model: bool = True
 
 
 class SessionOptions(BaseModel):

@@ -143,9 +143,25 @@ def append_event(pcm: bytes) -> dict[str, Any]:
     return {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
 
 
-async def start_session(dialect, pipeline: FakePipeline | None = None):  # type: ignore[no-untyped-def]
+class FixedEndOfTurn:
+    """An end-of-turn model that always answers the same probability."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+        self.calls = 0
+
+    def probability(self, audio_16k: np.ndarray) -> float:
+        self.calls += 1
+        return self.p
+
+
+async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: ignore[no-untyped-def]
+                        eot_model: Any = None, **overrides: Any):
     pipeline = pipeline or FakePipeline()
-    session = RealtimeSession(dialect, pipeline, EnergyVad, defaults())
+    base = defaults()
+    for key, value in overrides.items():
+        setattr(base, key, value)
+    session = RealtimeSession(dialect, pipeline, EnergyVad, base, eot_model=eot_model)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

@@ -28,8 +28,8 @@ async def _stop(transport, task, dialect=None) -> None:  # type: ignore[no-untyp
 _DIALECTS: dict[int, Dialect] = {}
 
 
-async def start_session(dialect, pipeline=None):  # type: ignore[no-untyped-def]
-    session, tr, pipe, task = await _start_session(dialect, pipeline)
+async def start_session(dialect, pipeline=None, **kwargs):  # type: ignore[no-untyped-def]
+    session, tr, pipe, task = await _start_session(dialect, pipeline, **kwargs)
     _DIALECTS[id(task)] = dialect
     return session, tr, pipe, task
 
@@ -81,7 +81,8 @@ async def test_barge_in_cancels_response_and_stops_audio() -> None:
     session, tr, _, task = await start_session(Dialect.VOICE_LIVE, pipe)
     tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
     await tr.wait_for("response.audio.delta")
-    tr.push(append_event(tone_pcm16(0.4)))
+    # a short burst (under interrupt_min_ms) whose transcript has words: a real interruption
+    tr.push(append_event(tone_pcm16(0.4) + silence_pcm16(0.8)))
     started = await tr.wait_for("input_audio_buffer.speech_started", 2)
     done = await tr.wait_for("response.done")
     assert done["response"]["status"] == "cancelled"
@@ -425,7 +426,7 @@ async def test_auto_truncate_cuts_the_interrupted_answer_to_what_was_played() ->
     tr.push({"type": "response.create"})
     pipe.token_delay = 0.05  # keep the answer going while the user barges in
     await tr.wait_for("response.audio.delta")
-    tr.push(append_event(tone_pcm16(0.4)))
+    tr.push(append_event(tone_pcm16(0.4) + silence_pcm16(0.8)))
     done = await tr.wait_for("response.done")
     assert done["response"]["status"] == "cancelled"
     truncated = await tr.wait_for("conversation.item.truncated")

@@ -24,7 +24,7 @@ import numpy as np
 
 from voxserve.audio.formats import b64decode_strict
 from voxserve.audio.resample import resample
-from voxserve.models.base import Transcript, VadModel
+from voxserve.models.base import EndOfTurnModel, Transcript, VadModel
 from voxserve.protocol import client_events as ce
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
@@ -42,6 +42,9 @@ from voxserve.protocol.session_config import (
     parse_tool_choice, parse_tools,
 )
 from voxserve.session.conversation import Conversation
+from voxserve.session.end_of_turn import (
+    is_backchannel, remove_fillers, required_silence_ms, text_complete,
+)
 from voxserve.session.input_buffer import InputBuffer, ms, samples_of
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.response import CancelReason, Response, ResponseOptions
@@ -76,6 +79,11 @@ class SessionDefaults:
     # Start the ASR decode after this much silence, before the turn is decided; its result is
     # used if the user does not resume. None disables it.
     early_asr_ms: int | None = 200
+    # Barge-in: user speech during an answer pauses its audio at once; speech that goes on for
+    # this long confirms the interruption (everything in flight is cancelled). A shorter burst
+    # is transcribed: if it holds no content words (a cough, "mhm", "okay") the answer resumes.
+    # 0 cancels on the first speech, as the reference service does.
+    interrupt_min_ms: int = 600
     session_max_seconds: float = 3600.0
     outbox_size: int = 512
     model_names: dict[str, str] = field(default_factory=dict)  # span attributes: asr/llm/tts
@@ -101,7 +109,8 @@ def handles(event_type: type[E]) -> Callable[[Callable[[RealtimeSession, E], Awa
 class RealtimeSession:
     def __init__(self, dialect: Dialect, pipeline: Pipeline, vad_factory: Callable[[], VadModel],
                  defaults: SessionDefaults, model: str | None = None,
-                 observer: SessionObserver | None = None) -> None:
+                 observer: SessionObserver | None = None,
+                 eot_model: EndOfTurnModel | None = None) -> None:
         self.id = new_id("sess")
         self.observer: SessionObserver = observer or NullObserver()
         self._span: Any = None  # the session's span; each turn's trace links to it
@@ -122,6 +131,11 @@ class RealtimeSession:
         self._speech_start = 0
         # a speculative decode started at the first pause: (task, end sample of its audio)
         self._early_asr: tuple[asyncio.Task[Transcript | Exception], int] | None = None
+        self._judge: asyncio.Task[None] | None = None  # semantic end-of-turn judgement of a pause
+        self._audio_lock = asyncio.Lock()  # the detector is driven by audio and by the judge
+        self.eot_model = eot_model
+        # an interruption being judged: the held response and the onset of the user's speech
+        self._barge: tuple[Response, int] | None = None
         self._audio_produced = False
         self._active: tuple[Response, asyncio.Task[None]] | None = None
         self._last_response_id: str | None = None
@@ -254,12 +268,16 @@ class RealtimeSession:
             return
         if self._detector is None:
             self._detector = TurnDetector(self._vad_factory(), td, self.defaults.min_speech_ms,
-                                          pause_ms=self.defaults.early_asr_ms)
+                                          pause_ms=self.defaults.early_asr_ms or 200)
             self._detector.reset(self.buffer.total_samples)
         else:
             self._detector.options = td
 
     async def _on_audio(self, samples: np.ndarray) -> None:
+        async with self._audio_lock:
+            await self._on_audio_locked(samples)
+
+    async def _on_audio_locked(self, samples: np.ndarray) -> None:
         # a client-driven turn bypasses the VAD: the client says where the turn ends
         detector = None if self._client_turn is not None else self._detector
         if detector is None:
@@ -285,10 +303,15 @@ class RealtimeSession:
                 self._turn.asr_start = time.monotonic()
                 with current(self._turn.span):
                     task = self._background(self._try_transcribe(audio))
+                    if detector.semantic:
+                        self._judge = self._background(self._judge_pause(detector, audio, task))
                 self._early_asr = (task, event.sample)
             elif isinstance(event, Resume):
                 self._drop_early_asr()
                 self._turn = None  # never ended, so never exported
+        if self._barge is not None and detector.voiced_samples >= samples_of(
+                self.defaults.interrupt_min_ms):
+            await self._cancel_response("turn_detected")  # long enough: a real interruption
         if not detector.speaking:
             await self._check_idle(detector.options)
             keep = samples_of(detector.options.prefix_padding_ms) + samples_of(100)
@@ -310,10 +333,53 @@ class RealtimeSession:
         if self._early_asr is not None:
             self._early_asr[0].cancel()  # ServePipeline cancels the Serve call behind it
             self._early_asr = None
+        if self._judge is not None:
+            self._judge.cancel()
+            self._judge = None
+
+    async def _judge_pause(self, detector: TurnDetector, audio: np.ndarray,
+                           decode: asyncio.Task[Transcript | Exception]) -> None:
+        """Semantic end of turn for one pause: the audio model first (tens of ms), then the
+        transcript of the decode started at the same pause; each answer sets the silence that
+        ends the turn. Cancelled when the user resumes speaking."""
+        waits = detector.waits
+        if waits is None:
+            return
+        p: float | None = None
+        t0 = time.monotonic()
+        if self.eot_model is not None:
+            try:
+                p = await asyncio.to_thread(self.eot_model.probability, audio)
+            except Exception:
+                log.warning("session %s: end-of-turn model failed", self.id, exc_info=True)
+        await self._require_silence(detector, required_silence_ms(waits, p, None))
+        await asyncio.wait({decode})  # not `await decode`: cancelling us must not cancel it
+        result = decode.result() if not decode.cancelled() else None
+        text_ok = text_complete(result.text) if isinstance(result, Transcript) else None
+        wait = required_silence_ms(waits, p, text_ok)
+        log.info("end_of_turn.judged session=%s audio_p=%s text_complete=%s wait_ms=%d "
+                 "judge_ms=%.0f", self.id, None if p is None else round(p, 3), text_ok, wait,
+                 (time.monotonic() - t0) * 1000)
+        if self._turn is not None and self._turn.span is not None:
+            self._turn.span.set_attributes({"voxserve.eot.audio_p": -1.0 if p is None else p,
+                                            "voxserve.eot.text_complete": str(text_ok),
+                                            "voxserve.eot.wait_ms": wait})
+        await self._require_silence(detector, wait)
+
+    async def _require_silence(self, detector: TurnDetector, wait_ms: int) -> None:
+        async with self._audio_lock:
+            detector.require_silence(wait_ms)
+            if (stop := detector.end_if_due()) is not None:
+                if self._judge is asyncio.current_task():
+                    self._judge = None  # ending the turn below must not cancel this task
+                await self._speech_stopped(stop.sample, detector.options)
 
     async def _transcribe_audio(self, audio: np.ndarray) -> Transcript:
         cfg = self.config.transcription
         language = cfg.language if cfg and cfg.language and "," not in cfg.language else None
+        td = self.config.turn_detection
+        if language is None and td is not None and td.languages and len(td.languages) == 1:
+            language = td.languages[0].split("-")[0].lower()  # Voice Live "en-US" -> "en"
         prompt = None
         if cfg is not None:
             prompt = cfg.prompt or (", ".join(cfg.phrase_list) if cfg.phrase_list else None)
@@ -354,7 +420,13 @@ class RealtimeSession:
         self._speech_item = new_id("item")
         self._speech_start = start
         await self.send(SpeechStartedEvent(audio_start_ms=ms(start), item_id=self._speech_item))
-        if td.interrupt_response and self._active is not None:
+        if not td.interrupt_response or self._active is None:
+            return
+        response = self._active[0]
+        if self.defaults.interrupt_min_ms > 0 and response.options.audio_output:
+            response.hold()  # silent at once; cancelled or resumed once the burst is judged
+            self._barge = (response, sample)
+        else:
             await self._cancel_response("turn_detected")
 
     def _begin_turn(self, speech_end: float) -> Turn:
@@ -373,15 +445,55 @@ class RealtimeSession:
         await self.send(SpeechStoppedEvent(audio_end_ms=ms(sample), item_id=item_id))
         audio = self.buffer.audio(self._speech_start)
         early, self._early_asr = self._early_asr, None
+        self._judge = None  # its pause ended the turn: nothing left to decide
         # the speculative decode covers the whole turn when no speech came after it started
-        await self._commit(item_id, audio, early[0] if early else None)
+        decoded = early[0] if early else None
+        if self._barge is not None:  # a short burst over the agent: words or a backchannel?
+            self._turn = None
+            self.buffer.clear()
+            self._background(self._settle_barge(item_id, audio, decoded, td))
+            return
+        await self._commit(item_id, audio, decoded)
+        if td.create_response:
+            await self._respond(self._response_options(None), cancel_previous=True)
+
+    async def _settle_barge(self, item_id: str, audio: np.ndarray,
+                            decoded: asyncio.Task[Transcript | Exception] | None,
+                            td: TurnDetection) -> None:
+        """A burst shorter than `interrupt_min_ms` spoke over the agent. With no content words
+        it was a backchannel or noise: the held answer resumes and the burst is dropped (its
+        `speech_started` item is never committed). With words it was a real interruption: the
+        answer is cancelled and the burst becomes the user's turn."""
+        barge = self._barge
+        task = decoded or self._background(self._try_transcribe(audio))
+        await asyncio.wait({task})
+        result = task.result() if not task.cancelled() else None
+        text = result.text if isinstance(result, Transcript) else ""
+        if barge is None or self._barge is not barge:
+            return  # settled meanwhile (confirmed by longer speech, or cancelled)
+        if is_backchannel(text):
+            if self._detector is not None and self._detector.speaking:
+                return  # more speech is under way; its own length or words decide
+            self._barge = None
+            barge[0].resume()
+            self.observer.false_interruption()
+            log.info("false_interruption session=%s response=%s heard=%r", self.id, barge[0].id,
+                     text)
+            return
+        await self._cancel_response("turn_detected")
+        if self._detector is not None and self._detector.speaking:
+            return  # the user is still talking: that turn, when it ends, gets the answer
+        self._turn = self._begin_turn(self.buffer.arrival_time(self.buffer.total_samples))
+        self._turn.decided = time.monotonic()
+        await self._commit(item_id, audio, task, clear=False)
         if td.create_response:
             await self._respond(self._response_options(None), cancel_previous=True)
 
     async def _commit(self, item_id: str, audio: np.ndarray,
                       decoded: asyncio.Task[Transcript | Exception] | None = None,
-                      silent: bool = False) -> None:
-        self.buffer.clear()
+                      silent: bool = False, clear: bool = True) -> None:
+        if clear:
+            self.buffer.clear()
         if self._turn is None:  # a manual commit: the turn starts now
             self._turn = self._begin_turn(time.monotonic())
             self._turn.decided = self._turn.speech_end
@@ -436,6 +548,9 @@ class RealtimeSession:
                 await self.send(ErrorEvent(error=detail))
             return
         text = result.text.strip()
+        td = self.config.turn_detection
+        if td is not None and td.remove_filler_words:
+            text = remove_fillers(text)
         item.content[0].transcript = text
         if not future.done():
             future.set_result(text)
@@ -572,6 +687,7 @@ class RealtimeSession:
             return
         response, task = self._active
         self._active = None
+        self._barge = None
         if reason == "turn_detected":
             self.observer.barge_in()
             log.info("barge_in session=%s response=%s", self.id, response.id)

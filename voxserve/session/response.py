@@ -85,16 +85,34 @@ class SealedOutletError(RuntimeError):
 
 
 class _Outlet:
+    """The response's only way out. Holding it pauses the response at its next event (the
+    LLM and TTS streams back up behind it, so nothing piles up in memory) until it is released
+    or the response is cancelled."""
+
     def __init__(self, send: Callable[[ServerEvent], Awaitable[None]]) -> None:
         self._send: Callable[[ServerEvent], Awaitable[None]] | None = send
+        self._open = asyncio.Event()
+        self._open.set()
 
     async def __call__(self, event: ServerEvent) -> None:
+        await self._open.wait()
         if self._send is None:
             raise SealedOutletError(f"{type(event).__name__} after the response ended")
         await self._send(event)
 
+    @property
+    def held(self) -> bool:
+        return not self._open.is_set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def seal(self) -> None:
         self._send = None
+        self._open.set()
 
 
 class _MessageOutput:
@@ -134,8 +152,22 @@ class Response:
     # ---- control ------------------------------------------------------------------------
 
     def mark_cancelled(self, reason: CancelReason) -> None:
-        """Record why the task is about to be cancelled (read when the close-out is sent)."""
+        """Record why the task is about to be cancelled (read when the close-out is sent). A
+        held response is released so that its close-out can go out."""
         self._cancel_reason = self._cancel_reason or reason
+        self._emit.release()
+
+    @property
+    def held(self) -> bool:
+        return self._emit.held
+
+    def hold(self) -> None:
+        """Pause the output (a possible interruption is being judged): no audio goes out."""
+        self._emit.hold()
+
+    def resume(self) -> None:
+        """The interruption was false: carry on from where the output paused."""
+        self._emit.release()
 
     def snapshot(self, status: str = "in_progress", details: dict[str, Any] | None = None,
                  usage: Usage | None = None) -> ResponseSnapshot:

@@ -3,7 +3,8 @@
 Hysteresis as in Silero's own iterator: speech starts at `threshold` and only counts as silence
 below `threshold - 0.15`, so a voice hovering near the threshold does not flap. A start needs
 `min_speech_ms` of speech so a click or a cough onset does not open a turn; an end needs
-`silence_duration_ms` of silence.
+`silence_duration_ms` of silence. In the semantic modes the silence needed is decided per pause by
+the session (`require_silence`, from `end_of_turn`); until it is, the mode's longest wait applies.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ import numpy as np
 
 from voxserve.models.base import VadModel
 from voxserve.protocol.session_config import TurnDetection
+from voxserve.session.end_of_turn import Waits, waits_for
 
 _NEG_MARGIN = 0.15
-
-# GA semantic_vad eagerness mapped onto silence waits until a semantic end-of-turn model is in
-# place: "high" ends turns soonest, "low" lets the user pause longest.
-EAGERNESS_SILENCE_MS = {"high": 350, "medium": 700, "auto": 700, "low": 1200}
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,6 @@ class TurnDetector:
     def __init__(self, vad: VadModel, options: TurnDetection, min_speech_ms: int = 100,
                  pause_ms: int | None = None) -> None:
         self._vad = vad
-        self.options = options
         self._window = vad.window_samples
         self._pending = np.zeros(0, np.float32)
         self._clock = 0  # session-clock sample of the start of `_pending`
@@ -61,9 +58,38 @@ class TurnDetector:
         self._speech_run_start = 0
         self._silence_run = 0
         self._silence_start = 0
-        self._min_speech = int(min_speech_ms * 16)
+        self._default_min_speech = min_speech_ms
         self._pause = None if pause_ms is None else int(pause_ms * 16)
         self._paused = False
+        self._required: int | None = None  # silence needed for this pause, set by the session
+        self._turn_start = 0
+        self._last_voice = 0
+        self.options = options
+
+    @property
+    def options(self) -> TurnDetection:
+        return self._options
+
+    @options.setter
+    def options(self, td: TurnDetection) -> None:
+        self._options = td
+        self._waits = waits_for(td)
+        # Voice Live speech_duration_ms: the speech needed before a turn starts
+        self._min_speech = int((td.speech_duration_ms or self._default_min_speech) * 16)
+
+    @property
+    def semantic(self) -> bool:
+        return self._waits is not None
+
+    @property
+    def waits(self) -> Waits | None:
+        return self._waits
+
+    @property
+    def voiced_samples(self) -> int:
+        """Onset to the last voiced window of the current turn (0 when not speaking): how long
+        a burst of speech has lasted, trailing silence excluded."""
+        return self._last_voice - self._turn_start if self._speaking else 0
 
     @property
     def speaking(self) -> bool:
@@ -74,11 +100,29 @@ class TurnDetector:
         """Silence heard since speech was last active (0 while the user is talking)."""
         return self._silence_run if self._speaking else 0
 
+    def require_silence(self, ms: int) -> None:
+        """The silence that ends the current pause (semantic end of turn). Applies until speech
+        resumes; if that much silence has already passed, the next window ends the turn."""
+        if self._speaking and self._paused:
+            self._required = int(ms * 16)
+
+    def end_if_due(self) -> SpeechStop | None:
+        """End the turn now if the silence already heard meets a just-lowered requirement
+        (rather than on the next audio window)."""
+        if not (self._speaking and self._paused and self._silence_run >= self._silence_needed()):
+            return None
+        self._speaking = False
+        self._paused = False
+        self._required = None
+        self._speech_run = self._silence_run = 0
+        return SpeechStop(self._silence_start)
+
     def _silence_needed(self) -> int:
-        opt = self.options
-        if opt.type == "semantic_vad":
-            return EAGERNESS_SILENCE_MS[opt.eagerness or "auto"] * 16
-        return opt.silence_duration_ms * 16
+        if self._required is not None:
+            return self._required
+        if self._waits is not None:
+            return self._waits.max * 16
+        return self.options.silence_duration_ms * 16
 
     def reset(self, clock: int) -> None:
         self._vad.reset()
@@ -86,6 +130,7 @@ class TurnDetector:
         self._clock = clock
         self._speaking = False
         self._paused = False
+        self._required = None
         self._speech_run = self._silence_run = 0
 
     def feed(self, samples: np.ndarray) -> list[TurnEvent]:
@@ -106,6 +151,8 @@ class TurnDetector:
                     if self._speech_run >= self._min_speech:
                         self._speaking = True
                         self._silence_run = 0
+                        self._turn_start = self._speech_run_start
+                        self._last_voice = start + w
                         events.append(SpeechStart(self._speech_run_start))
                 elif p < threshold - _NEG_MARGIN:
                     self._speech_run = 0
@@ -118,6 +165,7 @@ class TurnDetector:
                         self._speaking = False
                         self._speech_run = 0
                         self._paused = False
+                        self._required = None
                         events.append(SpeechStop(self._silence_start))
                         self._silence_run = 0
                     elif (self._pause is not None and not self._paused
@@ -126,8 +174,10 @@ class TurnDetector:
                         events.append(Pause(self._silence_start, start + w))
                 elif p >= threshold:
                     self._silence_run = 0
+                    self._last_voice = start + w
                     if self._paused:
                         self._paused = False
+                        self._required = None
                         events.append(Resume())
         self._pending = self._pending[offset:]
         self._clock += offset

@@ -1,0 +1,184 @@
+"""Semantic end of turn and false-interruption handling, with fakes for the models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conformance import check_event
+from tests.unit.fakes import (
+    FakePipeline, FixedEndOfTurn, append_event, silence_pcm16, start_session, tone_pcm16,
+)
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.session_config import EndOfUtterance, TurnDetection
+from voxserve.session.end_of_turn import (
+    EAGERNESS, is_backchannel, remove_fillers, required_silence_ms, text_complete, waits_for,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_text_completeness_reads_unfinished_endings() -> None:
+    assert text_complete("I would like to book a table.") is True
+    assert text_complete("I would like to book a table and") is False
+    assert text_complete("Can you tell me about the") is False
+    assert text_complete("so I was thinking, um") is False
+    assert text_complete("Well, let me think...") is False
+    assert text_complete("  ") is None
+
+
+def test_backchannels_have_no_content_words() -> None:
+    for text in ("Mhm.", "yeah", "Okay, okay.", "Uh-huh", "oh", "", "I see."):
+        assert is_backchannel(text), text
+    for text in ("Stop.", "wait, what about Paris?", "no thanks", "Thank you."):
+        assert not is_backchannel(text), text
+    assert remove_fillers("So um I think uh, yes") == "So I think yes"
+
+
+def test_waits_follow_eagerness_and_voice_live_levels() -> None:
+    assert waits_for(TurnDetection(type="server_vad")) is None
+    assert waits_for(TurnDetection(type="semantic_vad", eagerness="high")) == EAGERNESS["high"]
+    assert waits_for(TurnDetection(type="semantic_vad")) == EAGERNESS["medium"]
+    vl = waits_for(TurnDetection(type="azure_semantic_vad", end_of_utterance_detection=EndOfUtterance(
+        threshold_level="high", timeout_ms=900)))
+    assert vl is not None and vl.max == 900 and vl.fast == EAGERNESS["low"].fast
+    # end_of_utterance_detection turns server_vad semantic too (Voice Live)
+    assert waits_for(TurnDetection(type="server_vad",
+                                   end_of_utterance_detection=EndOfUtterance())) is not None
+    w = EAGERNESS["medium"]
+    assert required_silence_ms(w, 0.9, None) == w.fast
+    assert required_silence_ms(w, 0.2, None) == w.max  # unsure audio: wait for the words
+    assert required_silence_ms(w, 0.9, False) == w.max  # the words are unfinished
+    assert required_silence_ms(w, 0.2, True) == w.mid
+    assert required_silence_ms(w, None, None) == w.max
+
+
+async def _turn_events_after(tr, marker: str):  # type: ignore[no-untyped-def]
+    """A round trip through the handler queue: every event before it has been processed."""
+    tr.push({"type": "conversation.item.retrieve", "item_id": marker})
+    await tr.wait_for("error", sum(1 for e in tr.sent if e["type"] == "error") + 1)
+    return tr.types()
+
+
+@pytest.mark.parametrize("transcript,p,complete", [
+    ("I would like a table for two.", 0.9, True),  # both signals agree: the fast wait (250 ms)
+    # the audio model is unsure, so the words decide; they are unfinished: the timeout (1500 ms)
+    ("I would like a table for", 0.3, False),
+])
+async def test_semantic_vad_waits_by_what_was_said(transcript: str, p: float,
+                                                   complete: bool) -> None:
+    eot = FixedEndOfTurn(p)
+    session, tr, pipe, task = await start_session(
+        Dialect.GA, FakePipeline(transcript=transcript), eot_model=eot)
+    tr.push({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "semantic_vad", "eagerness": "medium",
+                           "create_response": False}}}}})
+    await tr.wait_for("session.updated")
+    # 300 ms of silence: past the 200 ms pause mark and the 250 ms fast wait, short of 500 ms
+    tr.push(append_event(tone_pcm16(1.0) + silence_pcm16(0.3)))
+    if complete:  # no more audio needed: the judgement itself ends the turn
+        await tr.wait_for("input_audio_buffer.committed")
+    else:
+        await _turn_events_after(tr, "m1")
+        assert session._judge is not None
+        await asyncio.wait({session._judge}, timeout=10)  # the words are in: still waiting
+        tr.push(append_event(silence_pcm16(0.5)))
+        assert "input_audio_buffer.committed" not in await _turn_events_after(tr, "m2")
+        tr.push(append_event(silence_pcm16(1.0)))
+        await tr.wait_for("input_audio_buffer.committed")
+    assert eot.calls == 1
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+    for event in tr.sent:
+        check_event(event, Dialect.GA)
+
+
+async def test_resumed_speech_cancels_the_pause_judgement() -> None:
+    session, tr, pipe, task = await start_session(
+        Dialect.GA, FakePipeline(transcript="and then"), eot_model=FixedEndOfTurn(0.1))
+    tr.push({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}})
+    await tr.wait_for("session.updated")
+    tr.push(append_event(tone_pcm16(0.8) + silence_pcm16(0.6) + tone_pcm16(0.8)))
+    await _turn_events_after(tr, "m1")
+    assert "input_audio_buffer.committed" not in tr.types()  # a 600 ms pause did not end it
+    assert session._judge is None or session._judge.cancelled() or session._judge.done()
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def _talking_agent(transcript: str, **overrides):  # type: ignore[no-untyped-def]
+    pipe = FakePipeline(tokens=[f"word{i}. " for i in range(60)], token_delay=0.02,
+                        transcript=transcript)
+    session, tr, _, task = await start_session(Dialect.BETA, pipe, **overrides)
+    tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
+    await tr.wait_for("response.audio.delta")
+    return session, tr, pipe, task
+
+
+async def test_backchannel_over_the_agent_pauses_then_resumes_it() -> None:
+    session, tr, pipe, task = await _talking_agent("Mhm.")
+    tr.push(append_event(tone_pcm16(0.3) + silence_pcm16(0.8)))
+    await tr.wait_for("input_audio_buffer.speech_stopped", 2)
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "completed"  # resumed and finished
+    kinds = tr.types()
+    i_start = kinds.index("input_audio_buffer.speech_started", kinds.index("response.created"))
+    assert "response.audio.delta" in kinds[i_start:]  # audio went on after the burst
+    assert kinds.count("input_audio_buffer.committed") == 1  # the burst was not a turn
+    assert kinds.count("response.created") == 1
+    assert pipe.chat_cancelled == 0
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+    for event in tr.sent:
+        check_event(event, Dialect.BETA)
+
+
+async def test_held_response_sends_nothing_while_a_burst_is_judged() -> None:
+    session, tr, pipe, task = await _talking_agent("Mhm.")
+    pipe.asr_delay = 0.5  # the burst's transcript takes a while
+    tr.push(append_event(tone_pcm16(0.3) + silence_pcm16(0.8)))
+    await tr.wait_for("input_audio_buffer.speech_stopped", 2)
+    kinds = tr.types()
+    i_start = kinds.index("input_audio_buffer.speech_started", kinds.index("response.created"))
+    assert "response.audio.delta" not in kinds[i_start:]
+    await tr.wait_for("response.done")
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_long_speech_over_the_agent_cancels_before_it_ends() -> None:
+    session, tr, pipe, task = await _talking_agent("Mhm.")  # words do not matter: it is long
+    tr.push(append_event(tone_pcm16(0.9)))
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert "input_audio_buffer.speech_stopped" not in tr.types()[1:] or \
+        tr.types().count("input_audio_buffer.speech_stopped") == 1
+    assert pipe.chat_cancelled == 1
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_interrupt_min_zero_cancels_on_first_speech() -> None:
+    session, tr, pipe, task = await _talking_agent("Mhm.", interrupt_min_ms=0)
+    tr.push(append_event(tone_pcm16(0.3)))
+    done = await tr.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_voice_live_remove_filler_words_and_single_language() -> None:
+    session, tr, pipe, task = await start_session(
+        Dialect.VOICE_LIVE, FakePipeline(transcript="Um, I want, uh, tea."))
+    tr.push({"type": "session.update", "session": {
+        "input_audio_transcription": {"model": "whisper-1"},
+        "turn_detection": {"type": "azure_semantic_vad", "remove_filler_words": True,
+                           "languages": ["en-US"], "create_response": False}}})
+    await tr.wait_for("session.updated")
+    tr.push(append_event(tone_pcm16(0.8) + silence_pcm16(1.2)))
+    done = await tr.wait_for("conversation.item.input_audio_transcription.completed")
+    assert done["transcript"] == "I want, tea."
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
