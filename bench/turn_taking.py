@@ -1,0 +1,321 @@
+"""Turn-taking benchmark: premature cut-offs, missed ends and end-of-turn latency per mode.
+
+    .venv/bin/python -m bench.turn_taking --out bench-results/turn-taking
+
+A labelled set built from recorded speech: the LibriVox clips in `tests/data` and, when the Debian
+package `asterisk-core-sounds-en-g722` is installed, voice-actor prompts (CC-BY-SA) with their
+transcripts. Each utterance gives three turns:
+
+- `complete`: the whole utterance, then silence. Right answer: one end of turn, after it.
+- `cut`: the utterance stopped at a word boundary mid-sentence (Whisper word times), then silence.
+  The user has not finished; ending the turn within `--cut-grace-ms` (900 ms, the longest inserted
+  pause) of the cut counts as a premature cut-off.
+- `paused`: the utterance with 400-900 ms of silence inserted at a mid-sentence word boundary.
+  Ending the turn inside that pause is a premature cut-off.
+
+Every turn also counts as premature if the turn ends anywhere before the utterance's last word
+(e.g. between its sentences), and as a missed end if no end comes within 3 s of the last word.
+
+The replay drives the server's own `TurnDetector` and `end_of_turn` policy over the audio in 40 ms
+chunks on a simulated clock, so modes are compared on identical input. The semantic signals are
+computed for real at each pause (Smart Turn on the audio so far, Whisper base on the turn so far,
+as the session does) and take effect after their measured wall time on this machine, converted to
+audio time: the judgement arrives as late as it would in a single-session server. Under load the
+decode is slower, so the semantic waits lean on the audio model and the timeout more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from voxserve.bench.report import environment, pct
+from voxserve.client import read_wav
+from voxserve.protocol.session_config import EndOfUtterance, TurnDetection
+from voxserve.session.end_of_turn import required_silence_ms, text_complete
+from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechStop, TurnDetector
+
+RATE = 16_000
+CHUNK = 640  # 40 ms per append, as a client streaming in real time would
+LEAD_S = 0.5
+TAIL_S = 3.0
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ALLISON_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+MODES: dict[str, TurnDetection] = {
+    "server_vad 500 ms": TurnDetection(type="server_vad", silence_duration_ms=500),
+    "semantic_vad high": TurnDetection(type="semantic_vad", eagerness="high"),
+    "semantic_vad medium": TurnDetection(type="semantic_vad", eagerness="medium"),
+    "semantic_vad low": TurnDetection(type="semantic_vad", eagerness="low"),
+    "azure_semantic_vad default": TurnDetection(
+        type="azure_semantic_vad", end_of_utterance_detection=EndOfUtterance()),
+}
+
+
+@dataclass
+class LabelledTurn:
+    name: str
+    kind: str  # complete | cut | paused
+    audio: np.ndarray = field(repr=False)
+    last_word_end: float  # s, in `audio`: where the user's speech really ends
+    hold_from: float = 0.0  # s: a turn end in [hold_from, hold_to) is a premature cut-off
+    hold_to: float = 0.0
+
+
+@dataclass
+class Outcome:
+    turn: str
+    kind: str
+    mode: str
+    ends: list[float]  # s of audio clock where the detector ended a turn
+    premature: bool
+    missed: bool
+    latency_ms: float | None  # first end at or after the last word, from the VAD's silence start
+
+
+def _allison(limit: int) -> list[tuple[str, np.ndarray, str]]:
+    if not ALLISON_TEXT.is_file():
+        return []
+    import av
+
+    found = []
+    for line in gzip.open(ALLISON_TEXT, "rt"):
+        name, _, text = line.partition(": ")
+        text = text.strip()
+        path = ALLISON / f"{name}.g722"
+        # whole sentences of some length; prompts that trail off ("...") are unfinished by design
+        if len(text.split()) < 9 or text.endswith("...") or not path.is_file():
+            continue
+        with av.open(str(path), format="g722") as c:
+            pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+        found.append((name, pcm.astype(np.float32) / 32768, text))
+    random.Random(7).shuffle(found)
+    return found[:limit]
+
+
+def utterances(allison: int) -> list[tuple[str, np.ndarray, str]]:
+    out = [(p.stem[-4:], read_wav(p), p.with_suffix(".txt").read_text().strip())
+           for p in sorted(DATA.glob("*.wav"))]
+    return out + _allison(allison)
+
+
+def build_set(asr: Any, allison: int, seed: int = 1) -> list[LabelledTurn]:
+    """Three labelled turns per utterance, cut and paused at Whisper word boundaries."""
+    rng = random.Random(seed)
+    lead = np.zeros(int(LEAD_S * RATE), np.float32)
+    tail = np.zeros(int(TAIL_S * RATE), np.float32)
+    turns: list[LabelledTurn] = []
+    for name, audio, _ in utterances(allison):
+        words = asr.transcribe(audio, language="en", word_timestamps=True).words
+        if len(words) < 4:
+            continue
+        last = words[-1].end_s
+        # a boundary in the middle third, not after a sentence end
+        mids = [i for i in range(len(words) // 3, max(len(words) * 2 // 3, len(words) // 3 + 1))
+                if not words[i].text.endswith((".", "?", "!"))] or [len(words) // 2]
+        i = rng.choice(mids)
+        gap = (words[i].end_s + words[i + 1].start_s) / 2
+        cut = int(gap * RATE)
+        pause = rng.uniform(0.4, 0.9)
+        turns.append(LabelledTurn(name, "complete", np.concatenate([lead, audio, tail]),
+                                  LEAD_S + last))
+        turns.append(LabelledTurn(name, "cut", np.concatenate([lead, audio[:cut], tail]),
+                                  LEAD_S + words[i].end_s, LEAD_S + words[i].end_s,
+                                  LEAD_S + words[i].end_s + 0.9))
+        gap_audio = np.zeros(int(pause * RATE), np.float32)
+        turns.append(LabelledTurn(name, "paused",
+                                  np.concatenate([lead, audio[:cut], gap_audio, audio[cut:], tail]),
+                                  LEAD_S + last + pause, LEAD_S + words[i].end_s,
+                                  LEAD_S + gap + pause))
+    return turns
+
+
+class Signals:
+    """The semantic signals at one pause, computed once and shared by every mode (they all see
+    the same VAD pauses), with their measured wall times."""
+
+    def __init__(self, asr: Any, eot: Any, cache: Path | None = None) -> None:
+        self._asr, self._eot = asr, eot
+        self._cache: dict[tuple[str, str, int, int], tuple[float, float, bool | None, float, str]] = {}
+        self._file = cache
+        if cache is not None and cache.is_file():  # replay policy changes on the same signals
+            for row in json.loads(cache.read_text()):
+                self._cache[tuple(row[0])] = tuple(row[1])  # type: ignore[index]
+
+    def save(self) -> None:
+        if self._file is not None:
+            self._file.write_text(json.dumps([[list(k), list(v)] for k, v in self._cache.items()]))
+
+    def at(self, turn: LabelledTurn, start: int, pause: int) -> tuple[float, float, bool | None, float, str]:
+        key = (turn.name, turn.kind, start, pause)
+        if key not in self._cache:
+            audio = turn.audio[start:pause]
+            t0 = time.perf_counter()
+            p = self._eot.probability(audio)
+            p_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            text = self._asr.transcribe(audio, language="en").text
+            asr_s = time.perf_counter() - t0
+            # the session runs the two concurrently: the words land after the slower of them
+            self._cache[key] = (p, p_s, text_complete(text), max(p_s, asr_s), text)
+        p, p_s, _, words_s, text = self._cache[key]
+        return p, p_s, text_complete(text), words_s, text
+
+
+def replay(turn: LabelledTurn, mode: str, td: TurnDetection, signals: Signals, vad: Any,
+           min_speech_ms: int = 100) -> Outcome:
+    vad.reset()
+    det = TurnDetector(vad, td, min_speech_ms, pause_ms=200)
+    det.reset(0)
+    ends: list[float] = []
+    silence_starts: list[int] = []
+    start = 0
+    pending: list[tuple[int, int]] = []  # (audio sample when it takes effect, required ms)
+    waits = det.waits
+    for offset in range(0, turn.audio.size - CHUNK + 1, CHUNK):
+        now = offset + CHUNK
+        for ev in det.feed(turn.audio[offset:now]):
+            if isinstance(ev, SpeechStart):
+                start = max(0, ev.sample - 300 * 16)
+            elif isinstance(ev, Pause) and waits is not None:
+                p, p_s, ok, words_s, _ = signals.at(turn, start, ev.sample)
+                pending = [(ev.sample + int(p_s * RATE), required_silence_ms(waits, p, None)),
+                           (ev.sample + int(words_s * RATE), required_silence_ms(waits, p, ok))]
+            elif isinstance(ev, Resume):
+                pending = []
+            elif isinstance(ev, SpeechStop):
+                ends.append(now / RATE)
+                silence_starts.append(ev.sample)
+                pending = []
+        while pending and pending[0][0] <= now:
+            det.require_silence(pending.pop(0)[1])
+            if (stop := det.end_if_due()) is not None:
+                ends.append(now / RATE)
+                silence_starts.append(stop.sample)
+                pending = []
+    premature = any(e < turn.last_word_end - 0.05 or turn.hold_from <= e < turn.hold_to
+                    for e in ends)
+    final = [(e, s) for e, s in zip(ends, silence_starts, strict=True)
+             if e >= turn.last_word_end - 0.05]
+    missed = not final or final[0][0] > turn.last_word_end + TAIL_S - 0.1
+    latency = None if not final else round((final[0][0] - final[0][1] / RATE) * 1000, 1)
+    return Outcome(f"{turn.name}/{turn.kind}", turn.kind, mode, ends, premature, missed, latency)
+
+
+def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in MODES:
+        rows = [o for o in outcomes if o.mode == mode]
+        lat_complete = [o.latency_ms for o in rows if o.kind == "complete" and o.latency_ms is not None]
+        lat_all = [o.latency_ms for o in rows if o.latency_ms is not None]
+        out[mode] = {
+            "turns": len(rows),
+            "premature": {k: sum(o.premature for o in rows if o.kind == k)
+                          for k in ("complete", "cut", "paused")},
+            "premature_total": sum(o.premature for o in rows),
+            "missed_ends": sum(o.missed for o in rows),
+            "eot_latency_complete_ms": pct(lat_complete),
+            "eot_latency_all_ms": pct(lat_all),
+        }
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    lines = [
+        "# Turn-taking benchmark", "",
+        f"{report['turns']} labelled turns ({report['utterances']} utterances x complete / cut / "
+        "paused), replayed in 40 ms chunks. End-of-turn latency: from the VAD's silence start to "
+        "the end of turn, on the complete turns. Premature: an end of turn before the last word, "
+        "inside an inserted pause, or within 900 ms of a mid-sentence cut.", "",
+        "| mode | premature (complete / cut / paused) | missed ends | EOT p50 ms | EOT p95 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, r in s.items():
+        pm = r["premature"]
+        lat = r["eot_latency_complete_ms"]
+        lines.append(f"| {mode} | {r['premature_total']} ({pm['complete']} / {pm['cut']} / "
+                     f"{pm['paused']}) | {r['missed_ends']} | {lat.get('p50', '-')} | "
+                     f"{lat.get('p95', '-')} |")
+    sig = report["signals"]
+    lines += ["", "Signals at the pauses (each pause judged once, shared by the semantic modes):",
+              f"- pauses judged: {sig['pauses']}; Smart Turn wall time p50 {sig['smart_turn_ms']['p50']} ms, "
+              f"words (decode) p50 {sig['words_ms']['p50']} ms / p95 {sig['words_ms']['p95']} ms",
+              f"- at the true end of a complete turn: Smart Turn >= 0.5 on {sig['final_audio_ok']}, "
+              f"words read complete on {sig['final_text_ok']}",
+              f"- at a cut or inserted pause: Smart Turn >= 0.5 on {sig['mid_audio_ok']}, "
+              f"words read complete on {sig['mid_text_ok']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="bench-results/turn-taking")
+    ap.add_argument("--allison", type=int, default=12,
+                    help="voice-actor prompts to add to the LibriVox clips (if installed)")
+    ap.add_argument("--asr-threads", type=int, default=2)
+    ap.add_argument("--signals-cache", type=Path,
+                    help="reuse the signals measured by an earlier run (policy changes only)")
+    args = ap.parse_args(argv)
+
+    from voxserve.models.silero_vad import SileroVad
+    from voxserve.models.smart_turn import SmartTurn
+    from voxserve.models.whisper_asr import FasterWhisperEngine
+
+    print("[turn-taking] loading Whisper base, Smart Turn v3.2 and Silero VAD", flush=True)
+    asr = FasterWhisperEngine(cpu_threads=args.asr_threads, word_timestamps=False)
+    signals = Signals(asr, SmartTurn(), args.signals_cache)
+    vad = SileroVad()
+    turns = build_set(asr, args.allison)
+    print(f"[turn-taking] {len(turns)} labelled turns from {len(turns) // 3} utterances",
+          flush=True)
+    outcomes = [replay(t, mode, td, signals, vad)
+                for t in tqdm(turns, desc="turns", unit="turn")
+                for mode, td in MODES.items()]
+    signals.save()
+    judged = list(signals._cache.items())
+
+    def share(rows: list[Any], index: int, test: Any) -> str:
+        return f"{sum(1 for r in rows if test(r[1][index]))}/{len(rows)}"
+    # a pause whose audio reaches a turn's true last word is a final pause
+    by_name = {(t.name, t.kind): t for t in turns}
+    final = [r for r in judged if r[0][3] / RATE >= by_name[(r[0][0], r[0][1])].last_word_end]
+    mid = [r for r in judged if by_name[(r[0][0], r[0][1])].hold_from
+           and by_name[(r[0][0], r[0][1])].hold_from <= r[0][3] / RATE
+           < by_name[(r[0][0], r[0][1])].hold_to]
+    report = {
+        "env": environment(), "turns": len(turns), "utterances": len(turns) // 3,
+        "summary": summarise(outcomes),
+        "signals": {
+            "pauses": len(judged),
+            "smart_turn_ms": pct([r[1][1] * 1000 for r in judged]),
+            "words_ms": pct([r[1][3] * 1000 for r in judged]),
+            "final_audio_ok": share(final, 0, lambda p: p >= 0.5),
+            "final_text_ok": share(final, 2, lambda ok: ok is True),
+            "mid_audio_ok": share(mid, 0, lambda p: p >= 0.5),
+            "mid_text_ok": share(mid, 2, lambda ok: ok is True),
+        },
+        "outcomes": [asdict(o) for o in outcomes],
+        "pauses": [{"turn": f"{k[0]}/{k[1]}", "pause_s": k[3] / RATE, "audio_p": round(v[0], 3),
+                    "text": v[4], "text_complete": v[2]} for k, v in judged],
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
