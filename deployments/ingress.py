@@ -111,7 +111,8 @@ class IngressDeployment:
         """Per-stage counters (completed / cancelled work) from every model deployment."""
         infos = await asyncio.gather(*(h.info.remote() for h in self._handles.values()))
         return JSONResponse({"sessions": len(self._sessions),
-                             "deployments": dict(zip(self._handles, infos, strict=True))})
+                             "deployments": dict(zip(self._handles, infos, strict=True)),
+                             "recent_barge_ins": list(self._observer.recent_barge_ins)})
 
     @app.get("/")
     async def root(self) -> PlainTextResponse:

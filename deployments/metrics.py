@@ -4,6 +4,9 @@ error codes and dialects, never session or response ids."""
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 from ray.util.metrics import Counter, Gauge, Histogram
 
 # Milliseconds: fine below a second, where the targets are, coarse above.
@@ -22,6 +25,7 @@ class RayMetricsObserver:
                                 boundaries=_MS_BUCKETS, tag_keys=("stage",))
         self._turns = Counter("voxserve_turns_total", "Responses finished, by status",
                               tag_keys=("status",))
+        self.recent_barge_ins: deque[float] = deque(maxlen=256)  # decision times, for /stats
         self._barge_ins = Counter("voxserve_barge_ins_total", "Responses cut off by user speech")
         self._false = Counter("voxserve_false_interruptions_total",
                               "Interruptions that turned out to hold no words")
@@ -49,6 +53,7 @@ class RayMetricsObserver:
 
     def barge_in(self) -> None:
         self._barge_ins.inc()
+        self.recent_barge_ins.append(time.time())
 
     def false_interruption(self) -> None:
         self._false.inc()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -37,9 +38,17 @@ class _Stage:
                                       "load_seconds": round(time.monotonic() - started, 2)}
         self._cancelled = 0
         self._completed = 0
+        # wall-clock times cancellations landed here, for the interruption benchmark to match
+        # against the ingress's decisions (same host clock); bounded
+        self._cancel_times: deque[float] = deque(maxlen=256)
+
+    def _count_cancel(self) -> None:
+        self._cancelled += 1
+        self._cancel_times.append(time.time())
 
     async def info(self) -> dict[str, Any]:
-        return {**self._info, "cancelled": self._cancelled, "completed": self._completed}
+        return {**self._info, "cancelled": self._cancelled, "completed": self._completed,
+                "recent_cancels": list(self._cancel_times)}
 
     async def ready(self) -> bool:
         return True
@@ -70,7 +79,7 @@ class AsrDeployment(_Stage):
                 except asyncio.CancelledError:
                     # the decode thread finishes on its own (ctranslate2 cannot be interrupted);
                     # the result is dropped
-                    self._cancelled += 1
+                    self._count_cancel()
                     mark_cancelled(span, "caller_cancelled")
                     raise
             span.set_attribute("voxserve.decode_ms", round(result.decode_seconds * 1000, 1))
@@ -109,7 +118,7 @@ class LlmDeployment(_Stage):
                 yield delta
             self._completed += 1
         except asyncio.CancelledError:
-            self._cancelled += 1
+            self._count_cancel()
             mark_cancelled(span, "caller_cancelled")
             log.info("llm.cancelled response=%s", request.request_id)
             raise
@@ -143,7 +152,7 @@ class TtsDeployment(_Stage):
             span.set_attribute("voxserve.audio_seconds",
                                round(chunk.audio.size / chunk.sample_rate, 3))
         except asyncio.CancelledError:
-            self._cancelled += 1
+            self._count_cancel()
             mark_cancelled(span, "caller_cancelled")
             raise
         finally:
@@ -152,5 +161,5 @@ class TtsDeployment(_Stage):
             yield chunk
             self._completed += 1
         except asyncio.CancelledError:
-            self._cancelled += 1
+            self._count_cancel()
             raise
