@@ -164,6 +164,22 @@ def test_vad_high_in_speech_low_in_silence() -> None:
         vad.probability(silence[:100])
 
 
+def test_smart_turn_separates_a_finished_sentence_from_a_broken_one() -> None:
+    from voxserve.models.smart_turn import SmartTurn
+
+    model = SmartTurn()
+    wavs = {Path(w).stem[-4:]: w for w, _ in clips()}
+    pause = np.zeros(3200, np.float32)  # the 200 ms of silence the session waits for
+    whole = read_wav(wavs["0870"])  # ends "... to do for them."
+    finished = model.probability(np.concatenate([whole, pause]))
+    cut = read_wav(wavs["0880"])[: int(1.30 * 16000)]  # "He was not an | ill-disposed young man"
+    broken = model.probability(np.concatenate([cut, pause]))
+    assert 0.0 <= broken < 0.2 < 0.8 < finished <= 1.0, (broken, finished)
+    # longer than the 8 s window: only the end counts, and it equals scoring the end alone
+    long = np.concatenate([np.zeros(10 * 16000, np.float32), whole, pause])
+    assert abs(model.probability(long) - finished) < 1e-3
+
+
 # -- LLM -----------------------------------------------------------------------------------------
 
 SYSTEM = {"role": "system", "content": "You are a friendly voice assistant. Keep answers short."}

@@ -153,8 +153,10 @@ async def test_long_speech_over_the_agent_cancels_before_it_ends() -> None:
     tr.push(append_event(tone_pcm16(0.9)))
     done = await tr.wait_for("response.done")
     assert done["response"]["status_details"]["reason"] == "turn_detected"
-    assert "input_audio_buffer.speech_stopped" not in tr.types()[1:] or \
-        tr.types().count("input_audio_buffer.speech_stopped") == 1
+    kinds = tr.types()
+    i_start = kinds.index("input_audio_buffer.speech_started", kinds.index("response.created"))
+    # held from speech onset: not one audio delta of it after, not even while it is cancelled
+    assert "response.audio.delta" not in kinds[i_start:], kinds[i_start:]
     assert pipe.chat_cancelled == 1
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)
@@ -180,5 +182,48 @@ async def test_voice_live_remove_filler_words_and_single_language() -> None:
     tr.push(append_event(tone_pcm16(0.8) + silence_pcm16(1.2)))
     done = await tr.wait_for("conversation.item.input_audio_transcription.completed")
     assert done["transcript"] == "I want, tea."
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_voice_live_speech_duration_ms_ignores_shorter_sounds() -> None:
+    session, tr, pipe, task = await start_session(Dialect.VOICE_LIVE)
+    tr.push({"type": "session.update", "session": {"turn_detection": {
+        "type": "azure_semantic_vad", "speech_duration_ms": 500, "create_response": False}}})
+    await tr.wait_for("session.updated")
+    tr.push(append_event(tone_pcm16(0.3) + silence_pcm16(0.5)))  # a click-length sound
+    assert "input_audio_buffer.speech_started" not in await _turn_events_after(tr, "m1")
+    tr.push(append_event(tone_pcm16(0.8) + silence_pcm16(0.2)))
+    await tr.wait_for("input_audio_buffer.speech_started")
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_held_answer_leaks_no_audio_while_it_is_cancelled() -> None:
+    """A task of the answer blocked on the hold must not get out in the moment between the
+    cancel decision and its own cancellation (the answer's task group cancels children a loop
+    turn later)."""
+    from voxserve.protocol.server_events import AudioDeltaEvent
+    from voxserve.session.conversation import Conversation
+    from voxserve.session.response import Response
+
+    session, tr, pipe, task = await start_session(Dialect.GA)
+    sent: list[object] = []
+
+    async def send(event: object) -> None:
+        sent.append(event)
+    response = Response(session._response_options(None), Conversation(), pipe, send, "x")
+    response.hold()
+    child = asyncio.create_task(response._emit(AudioDeltaEvent(
+        response_id=response.id, item_id="i", output_index=0, content_index=0, delta="AAAA")))
+    await asyncio.sleep(0)
+    response.mark_cancelled("turn_detected")
+    for _ in range(3):
+        await asyncio.sleep(0)  # the loop turns before the child's own cancel arrives
+    assert not sent
+    child.cancel()
+    await asyncio.wait({child})
+    await response.finish_unstarted()  # the close-out passes the hold
+    assert [type(e).__name__ for e in sent] == ["ResponseCreatedEvent", "ResponseDoneEvent"]
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)

@@ -93,9 +93,11 @@ class _Outlet:
         self._send: Callable[[ServerEvent], Awaitable[None]] | None = send
         self._open = asyncio.Event()
         self._open.set()
+        self._closing = False
 
     async def __call__(self, event: ServerEvent) -> None:
-        await self._open.wait()
+        if not self._closing:
+            await self._open.wait()
         if self._send is None:
             raise SealedOutletError(f"{type(event).__name__} after the response ended")
         await self._send(event)
@@ -109,6 +111,12 @@ class _Outlet:
 
     def release(self) -> None:
         self._open.set()
+
+    def close_out(self) -> None:
+        """Only the cancelled response's close-out passes a hold from now on. The gate itself
+        stays shut: a held audio delta must not slip out in the moment before the response's
+        own tasks receive their cancellation."""
+        self._closing = True
 
     def seal(self) -> None:
         self._send = None
@@ -152,10 +160,8 @@ class Response:
     # ---- control ------------------------------------------------------------------------
 
     def mark_cancelled(self, reason: CancelReason) -> None:
-        """Record why the task is about to be cancelled (read when the close-out is sent). A
-        held response is released so that its close-out can go out."""
+        """Record why the task is about to be cancelled (read when the close-out is sent)."""
         self._cancel_reason = self._cancel_reason or reason
-        self._emit.release()
 
     @property
     def held(self) -> bool:
@@ -222,12 +228,15 @@ class Response:
 
     async def finish_unstarted(self) -> None:
         """Close out a response whose task was cancelled before it ever ran."""
+        self._emit.close_out()
         await self._emit(ResponseCreatedEvent(response=self.snapshot()))
         await self._finish_response("cancelled", {
             "type": "cancelled", "reason": self._cancel_reason or "client_cancelled"})
 
     async def _finish_response(self, status: str, details: dict[str, Any] | None) -> None:
         self.status = status
+        if status == "cancelled":
+            self._emit.close_out()
         try:
             await self._close_message(status)
             self.timings.done = time.monotonic()
