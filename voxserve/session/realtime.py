@@ -445,7 +445,9 @@ class RealtimeSession:
         await self.send(SpeechStoppedEvent(audio_end_ms=ms(sample), item_id=item_id))
         audio = self.buffer.audio(self._speech_start)
         early, self._early_asr = self._early_asr, None
-        self._judge = None  # its pause ended the turn: nothing left to decide
+        judge, self._judge = self._judge, None
+        if judge is not None and judge is not asyncio.current_task():
+            judge.cancel()  # the turn ended: a late verdict must not touch the next pause
         # the speculative decode covers the whole turn when no speech came after it started
         decoded = early[0] if early else None
         if self._barge is not None:  # a short burst over the agent: words or a backchannel?
