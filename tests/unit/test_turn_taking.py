@@ -227,3 +227,22 @@ async def test_a_held_answer_leaks_no_audio_while_it_is_cancelled() -> None:
     assert [type(e).__name__ for e in sent] == ["ResponseCreatedEvent", "ResponseDoneEvent"]
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)
+
+
+def test_detector_ends_a_pause_at_the_silence_the_judgement_asks_for() -> None:
+    import numpy as np
+
+    from tests.unit.fakes import EnergyVad
+    from voxserve.session.turn_detector import Pause, SpeechStop, TurnDetector
+
+    det = TurnDetector(EnergyVad(), TurnDetection(type="semantic_vad"), pause_ms=200)
+    det.reset(0)
+    tone = (0.3 * np.sin(np.arange(16000) * 0.1)).astype(np.float32)
+    events = det.feed(tone) + det.feed(np.zeros(int(0.3 * 16000), np.float32))
+    assert any(isinstance(e, Pause) for e in events)
+    assert not any(isinstance(e, SpeechStop) for e in events)  # the 1500 ms timeout holds
+    assert det.end_if_due() is None
+    det.require_silence(250)  # the judgement: complete
+    stop = det.end_if_due()
+    assert stop is not None and stop.silence_ms == 250 and 16000 <= stop.sample <= 16000 + 512
+    assert not det.speaking and det.end_if_due() is None

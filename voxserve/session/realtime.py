@@ -292,7 +292,7 @@ class RealtimeSession:
             if isinstance(event, SpeechStart):
                 await self._speech_started(event.sample, detector.options)
             elif isinstance(event, SpeechStop):
-                await self._speech_stopped(event.sample, detector.options)
+                await self._speech_stopped(event.sample, detector.options, event.silence_ms)
             elif isinstance(event, Pause):
                 # The user stopped speaking (for now): the turn's trace starts at the end of
                 # speech, and the decode of what was said so far starts inside it; both are
@@ -372,7 +372,7 @@ class RealtimeSession:
             if (stop := detector.end_if_due()) is not None:
                 if self._judge is asyncio.current_task():
                     self._judge = None  # ending the turn below must not cancel this task
-                await self._speech_stopped(stop.sample, detector.options)
+                await self._speech_stopped(stop.sample, detector.options, stop.silence_ms)
 
     async def _transcribe_audio(self, audio: np.ndarray) -> Transcript:
         cfg = self.config.transcription
@@ -433,13 +433,15 @@ class RealtimeSession:
         return Turn.begin(speech_end, self.id, self._span, **{
             f"voxserve.{k}_model": v for k, v in self.defaults.model_names.items()})
 
-    async def _speech_stopped(self, sample: int, td: TurnDetection) -> None:
+    async def _speech_stopped(self, sample: int, td: TurnDetection,
+                              silence_ms: int | None = None) -> None:
         if self._turn is None:
             self._turn = self._begin_turn(self.buffer.arrival_time(sample))
         turn = self._turn
         turn.decided = time.monotonic()
         turn.stage_span("voxserve.end_of_turn", turn.speech_end, turn.decided,
-                        **{"voxserve.silence_ms": td.silence_duration_ms})
+                        **{"voxserve.silence_ms": silence_ms or td.silence_duration_ms,
+                           "voxserve.turn_detection": td.type})
         item_id = self._speech_item or new_id("item")
         self._speech_item = None
         await self.send(SpeechStoppedEvent(audio_end_ms=ms(sample), item_id=item_id))

@@ -28,6 +28,7 @@ class SpeechStart:
 @dataclass(frozen=True)
 class SpeechStop:
     sample: int  # session-clock sample where the final silence began
+    silence_ms: int = 0  # the silence that ended the turn (fixed, or decided for this pause)
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,14 @@ class TurnDetector:
     def end_if_due(self) -> SpeechStop | None:
         """End the turn now if the silence already heard meets a just-lowered requirement
         (rather than on the next audio window)."""
-        if not (self._speaking and self._paused and self._silence_run >= self._silence_needed()):
+        needed = self._silence_needed()
+        if not (self._speaking and self._paused and self._silence_run >= needed):
             return None
         self._speaking = False
         self._paused = False
         self._required = None
         self._speech_run = self._silence_run = 0
-        return SpeechStop(self._silence_start)
+        return SpeechStop(self._silence_start, needed // 16)
 
     def _silence_needed(self) -> int:
         if self._required is not None:
@@ -161,12 +163,12 @@ class TurnDetector:
                     if self._silence_run == 0:
                         self._silence_start = start
                     self._silence_run += w
-                    if self._silence_run >= self._silence_needed():
+                    if self._silence_run >= (needed := self._silence_needed()):
                         self._speaking = False
                         self._speech_run = 0
                         self._paused = False
                         self._required = None
-                        events.append(SpeechStop(self._silence_start))
+                        events.append(SpeechStop(self._silence_start, needed // 16))
                         self._silence_run = 0
                     elif (self._pause is not None and not self._paused
                           and self._silence_run >= self._pause):
