@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import random
 import shutil
@@ -39,7 +38,7 @@ from tqdm import tqdm
 
 from voxserve.bench.report import environment, pct
 from voxserve.bench.server import LocalServer
-from voxserve.client import AUDIBLE_RMS, read_wav
+from voxserve.client import pcm16_frames, read_wav, speech_start_s
 
 RATE = 24_000
 FRAME_S = 0.04
@@ -68,14 +67,6 @@ class Trial:
         return None if a is None or b is None else round((b - a) * 1000, 1)
 
 
-def onset_s(audio: np.ndarray) -> float:
-    """Where the first audible 20 ms frame starts."""
-    hop = RATE // 50
-    frames = audio[: audio.size // hop * hop].reshape(-1, hop)
-    loud = np.nonzero(np.sqrt((frames ** 2).mean(axis=1)) > AUDIBLE_RMS)[0]
-    return float(loud[0] * hop / RATE) if loud.size else 0.0
-
-
 def backchannels() -> dict[str, np.ndarray]:
     sounds = {"oh (recorded)": read_wav(DATA / "backchannel" / "oh-allison.wav", RATE)}
     espeak = shutil.which("espeak-ng")
@@ -88,13 +79,6 @@ def backchannels() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
     sounds["noise burst 300 ms"] = (rng.standard_normal(int(0.3 * RATE)) * 0.05).astype(np.float32)
     return sounds
-
-
-def _frames(audio: np.ndarray, tail_s: float) -> list[str]:
-    padded = np.concatenate([audio, np.zeros(int(tail_s * RATE), np.float32)])
-    step = int(RATE * FRAME_S)
-    return [base64.b64encode((np.clip(padded[i:i + step], -1, 1) * 32767).astype("<i2").tobytes())
-            .decode() for i in range(0, padded.size, step)]
 
 
 def _stats(http: str) -> dict[str, Any]:
@@ -124,8 +108,8 @@ async def trial(url: str, api_key: str | None, kind: str, audio: np.ndarray,
             pass
         rid = ev["response_id"]
         await asyncio.sleep(rng.uniform(0.3, 1.5))
-        frames = _frames(audio, tail_s=1.5)
-        onset_frame = int(onset_s(audio) / FRAME_S)
+        frames = pcm16_frames(audio, tail_silence_s=1.5)
+        onset_frame = int(speech_start_s(audio) / FRAME_S)
 
         async def send() -> None:
             t0 = time.monotonic()

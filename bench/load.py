@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from voxserve.client import AUDIBLE_RMS, FRAME_MS, RATE, speech_end_s
+from voxserve.client import AUDIBLE_RMS, FRAME_MS, RATE, pcm16_frames, speech_end_s
 
 TOOL = {"type": "function", "name": "get_weather", "description": "Current weather for a city.",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -108,11 +108,8 @@ class _Conn:
 
 
 async def _stream(conn: _Conn, audio: np.ndarray, t0: float, tail_s: float = 1.2) -> None:
-    frame = RATE * FRAME_MS // 1000
-    padded = np.concatenate([audio, np.zeros(int(tail_s * RATE), np.float32)])
-    for i, start in enumerate(range(0, padded.size, frame)):
-        pcm = (np.clip(padded[start:start + frame], -1, 1) * 32767).astype("<i2").tobytes()
-        await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+    for i, frame in enumerate(pcm16_frames(audio, tail_s)):
+        await conn.send({"type": "input_audio_buffer.append", "audio": frame})
         await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
 
 

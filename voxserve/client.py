@@ -46,12 +46,33 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int = RATE) -> None:
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
-def speech_end_s(samples: np.ndarray, rate: int = RATE) -> float:
-    """Where the last audible 20 ms frame of a recording ends (its trailing silence excluded)."""
+def _loud_frames(samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """Indices of the audible 20 ms frames of a recording, and the frame length."""
     hop = rate // 50
     frames = samples[: samples.size // hop * hop].reshape(-1, hop)
-    loud = np.nonzero(np.sqrt((frames ** 2).mean(axis=1)) > AUDIBLE_RMS)[0]
+    return np.nonzero(np.sqrt((frames ** 2).mean(axis=1)) > AUDIBLE_RMS)[0], hop
+
+
+def speech_end_s(samples: np.ndarray, rate: int = RATE) -> float:
+    """Where the last audible 20 ms frame of a recording ends (its trailing silence excluded)."""
+    loud, hop = _loud_frames(samples, rate)
     return float((loud[-1] + 1) * hop / rate) if loud.size else 0.0
+
+
+def speech_start_s(samples: np.ndarray, rate: int = RATE) -> float:
+    """Where the first audible 20 ms frame of a recording starts."""
+    loud, hop = _loud_frames(samples, rate)
+    return float(loud[0] * hop / rate) if loud.size else 0.0
+
+
+def pcm16_frames(audio: np.ndarray, tail_silence_s: float = 0.0, frame_ms: int = FRAME_MS,
+                 rate: int = RATE) -> list[str]:
+    """The base64 PCM16 frames a microphone would stream: `audio`, then `tail_silence_s` of
+    silence, cut into `frame_ms` pieces."""
+    padded = np.concatenate([audio, np.zeros(int(tail_silence_s * rate), np.float32)])
+    step = rate * frame_ms // 1000
+    return [base64.b64encode((np.clip(padded[i:i + step], -1, 1) * 32767).astype("<i2").tobytes())
+            .decode() for i in range(0, padded.size, step)]
 
 
 @dataclass
@@ -86,23 +107,20 @@ async def run_turn(url: str, audio: np.ndarray, *, api_key: str | None = None,
                                   realtime=realtime, ws=conn)
     result = TurnResult()
     end_offset = speech_end_s(audio)
-    frame = RATE * FRAME_MS // 1000
-    padded = np.concatenate([audio, np.zeros(int(tail_silence_s * RATE), np.float32)])
+    frames = pcm16_frames(audio, tail_silence_s)
     t0 = time.monotonic()
     speech_end_at = t0 + end_offset
 
     async def sender() -> None:
-        for i, start in enumerate(range(0, padded.size, frame)):
-            chunk = (np.clip(padded[start:start + frame], -1, 1) * 32767).astype("<i2").tobytes()
-            await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                      "audio": base64.b64encode(chunk).decode()}))
+        for i, frame in enumerate(frames):
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": frame}))
             if realtime:
                 await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
 
     pieces: list[np.ndarray] = []
     send_task = asyncio.create_task(sender())
     try:
-        deadline = time.monotonic() + timeout_s + padded.size / RATE
+        deadline = time.monotonic() + timeout_s + len(frames) * FRAME_MS / 1000
         while True:
             raw = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
             now = time.monotonic()

@@ -22,7 +22,7 @@ import websockets
 from tests.conformance import check_event
 from tests.e2e.conftest import Server
 from tests.speech import clip, wer
-from voxserve.client import read_wav
+from voxserve.client import pcm16_frames, read_wav
 from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.e2e
@@ -38,10 +38,7 @@ TURN_TIMEOUT_S = 240  # generous: a busy 2-core CI box with ASR, LLM and TTS com
 
 
 def _pcm_frames(audio: np.ndarray, tail_silence_s: float = 1.5) -> list[str]:
-    padded = np.concatenate([audio, np.zeros(int(tail_silence_s * 24000), np.float32)])
-    step = int(24000 * FRAME_S)
-    return [base64.b64encode((np.clip(padded[i:i + step], -1, 1) * 32767).astype("<i2").tobytes()).decode()
-            for i in range(0, padded.size, step)]
+    return pcm16_frames(audio, tail_silence_s, frame_ms=int(FRAME_S * 1000))
 
 
 async def _paced(frames: list[str], append: Callable[[str], Awaitable[None]]) -> None:
