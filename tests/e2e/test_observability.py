@@ -83,18 +83,9 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
                                 "turn_detection": {"type": "server_vad"}}}})
         await until("session.updated")
 
-        for stem in ("0880", "0930"):  # two spoken turns
-            audio = read_wav(clip(stem)[0])
-            t0 = time.monotonic()
-            sender = asyncio.create_task(_paced(
-                _pcm_frames(audio), lambda f: conn.input_audio_buffer.append(audio=f)))
-            speech_end = t0 + speech_end_s(audio)
-            first = await until("response.output_audio.delta")
-            client_ttfa[first["response_id"]] = (first["_at"] - speech_end) * 1000
-            await until("voxserve.response.timing")
-            await sender
-
-        # a long answer, interrupted by speech
+        # A long answer, interrupted by speech. It comes first, with nothing in the context:
+        # the interruption is confirmed after 600 ms of speech, and a short answer (the small
+        # model gives more of them after other turns) would have finished generating by then.
         await conn.conversation.item.create(item={
             "type": "message", "role": "user", "content": [{"type": "input_text",
                                                             "text": LONG_ANSWER_PROMPT}]})
@@ -107,14 +98,25 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
         assert cancelled["response"]["id"] == long_answer
         assert cancelled["response"]["status"] == "cancelled"
         await until("voxserve.response.timing")
-        final = await until("response.done")
+        interrupting = await until("response.done")
         await until("voxserve.response.timing")
         await sender
+
+        for stem in ("0880", "0930"):  # two spoken turns
+            audio = read_wav(clip(stem)[0])
+            t0 = time.monotonic()
+            sender = asyncio.create_task(_paced(
+                _pcm_frames(audio), lambda f: conn.input_audio_buffer.append(audio=f)))
+            speech_end = t0 + speech_end_s(audio)
+            first = await until("response.output_audio.delta")
+            client_ttfa[first["response_id"]] = (first["_at"] - speech_end) * 1000
+            await until("voxserve.response.timing")
+            await sender
 
     timings = {e["response_id"]: e for e in events if e["type"] == "voxserve.response.timing"}
     responses = [e["response"]["id"] for e in events if e["type"] == "response.done"]
     assert len(responses) == 4 and set(responses) == set(timings)
-    assert final["response"]["status"] == "completed"
+    assert interrupting["response"]["status"] == "completed"
 
     # --- traces: wait until every turn's root span arrived --------------------------------
     deadline = time.monotonic() + 60
@@ -165,7 +167,7 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
         # close to what the client saw
         assert root["attributes"]["voxserve.ttfa_ms"] == timings[rid]["ttfa_ms"]
 
-    for rid in responses[:2]:  # spoken turns also went through the ASR replica
+    for rid in responses[-2:]:  # the spoken turns also went through the ASR replica
         names = {(s["service"], s["name"]) for s in by_trace[roots[rid]["trace_id"]]}
         assert ("voxserve-asr", "asr.transcribe") in names
         server_ttfa = timings[rid]["ttfa_ms"]
