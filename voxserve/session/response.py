@@ -85,9 +85,9 @@ class SealedOutletError(RuntimeError):
 
 
 class _Outlet:
-    """The response's only way out. Holding it pauses the response at its next event (the
-    LLM and TTS streams back up behind it, so nothing piles up in memory) until it is released
-    or the response is cancelled."""
+    """The response's only way out. Holding it pauses the response's tasks at their next event
+    until it is released or the response is cancelled (what the LLM replica generates meanwhile
+    waits in the Serve stream, bounded by the answer's length)."""
 
     def __init__(self, send: Callable[[ServerEvent], Awaitable[None]]) -> None:
         self._send: Callable[[ServerEvent], Awaitable[None]] | None = send
