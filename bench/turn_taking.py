@@ -251,7 +251,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Signals at the pauses (each pause judged once, shared by the semantic modes):",
               f"- pauses judged: {sig['pauses']}; Smart Turn wall time p50 {sig['smart_turn_ms']['p50']} ms, "
               f"words (decode) p50 {sig['words_ms']['p50']} ms / p95 {sig['words_ms']['p95']} ms",
-              f"- at the true end of a complete turn: Smart Turn >= 0.5 on {sig['final_audio_ok']}, "
+              f"- at a true end (complete and paused turns): Smart Turn >= 0.5 on {sig['final_audio_ok']}, "
               f"words read complete on {sig['final_text_ok']}",
               f"- at a cut or inserted pause: Smart Turn >= 0.5 on {sig['mid_audio_ok']}, "
               f"words read complete on {sig['mid_text_ok']}", ""]
@@ -287,12 +287,18 @@ def main(argv: list[str] | None = None) -> int:
 
     def share(rows: list[Any], index: int, test: Any) -> str:
         return f"{sum(1 for r in rows if test(r[1][index]))}/{len(rows)}"
-    # a pause whose audio reaches a turn's true last word is a final pause
+    # A pause inside a cut's or an inserted pause's hold window is a mid-sentence pause (a cut
+    # turn's last word is its cut, so this test comes first); one at or after a turn's true last
+    # word is a final pause.
     by_name = {(t.name, t.kind): t for t in turns}
-    final = [r for r in judged if r[0][3] / RATE >= by_name[(r[0][0], r[0][1])].last_word_end]
-    mid = [r for r in judged if by_name[(r[0][0], r[0][1])].hold_from
-           and by_name[(r[0][0], r[0][1])].hold_from <= r[0][3] / RATE
-           < by_name[(r[0][0], r[0][1])].hold_to]
+    final, mid = [], []
+    for row in judged:
+        (name, kind, _, pause) = row[0]
+        turn = by_name[(name, kind)]
+        if turn.hold_from and turn.hold_from <= pause / RATE < turn.hold_to:
+            mid.append(row)
+        elif pause / RATE >= turn.last_word_end:
+            final.append(row)
     report = {
         "env": environment(), "turns": len(turns), "utterances": len(turns) // 3,
         "summary": summarise(outcomes),

@@ -31,12 +31,21 @@ TYPE_MESSAGE = "message"
 
 
 def uses_tools(tools: Sequence[ToolSpec], tool_choice: str) -> bool:
-    """True when the request should be decoded with the say-or-call schema."""
-    return bool(tools) and tool_choice != "none"
+    """True when the request should be decoded with the say-or-call schema. That includes
+    tool_choice "none" (the schema then only allows speaking): its history holds earlier calls in
+    the JSON shape, and unconstrained, the 0.5B model was seen to copy one as its spoken answer."""
+    del tool_choice
+    return bool(tools)
+
+
+def _speaks(tool_choice: str) -> bool:
+    return tool_choice in ("auto", "none", "")
 
 
 def _selected_tools(tools: Sequence[ToolSpec], tool_choice: str) -> list[ToolSpec]:
-    if tool_choice in ("auto", "required", "none", ""):
+    if tool_choice == "none":
+        return []
+    if tool_choice in ("auto", "required", ""):
         return list(tools)
     forced = [t for t in tools if t.name == tool_choice]
     if not forced:
@@ -54,7 +63,7 @@ def answer_schema(tools: Sequence[ToolSpec], tool_choice: str = "auto", *,
     that reject a tool's parameter schema.
     """
     branches: list[dict[str, Any]] = []
-    if tool_choice in ("auto", ""):
+    if _speaks(tool_choice):
         branches.append({
             "type": "object",
             "properties": {"type": {"const": TYPE_MESSAGE}, "text": {"type": "string"}},
@@ -84,8 +93,9 @@ def parse_answer(raw: str) -> tuple[str, str, str]:
 def tools_prompt(tools: Sequence[ToolSpec], tool_choice: str = "auto") -> str:
     """Text appended to the system prompt so the model knows the tools and the answer format."""
     selected = _selected_tools(tools, tool_choice)
-    speak = tool_choice in ("auto", "")
-    lines = ["", "# Tools", "You have these functions:"]
+    speak = _speaks(tool_choice)
+    lines = ["", "# Tools", "You have these functions:" if selected else
+             "You may not call functions now; answer from what you know and the results above."]
     for tool in selected:
         lines.append(f"- {tool.name}: {tool.description.strip()}  "
                      f"Parameters (JSON schema): {json.dumps(tool.parameters, ensure_ascii=False)}")
@@ -94,11 +104,13 @@ def tools_prompt(tools: Sequence[ToolSpec], tool_choice: str = "auto") -> str:
         lines.append(f'- {{"type": "{tool.name}", "arguments": {{...}}}} to call {tool.name}')
     if speak:
         lines.append('- {"type": "message", "text": "<your spoken reply>"} to speak to the user')
+    if speak and selected:
         # Measured: without these two sentences the 0.5B model invents weather reports instead of
         # calling, and calls the same function again after its result arrives.
         lines.append("You do not know live facts (weather, time, news) and cannot act by yourself: if a "
                      "function can answer or do what the user asks, call it. Never invent what a function "
                      "would return.")
+    if speak:
         lines.append("After a function result arrives, tell the user the answer in a message; do not call "
                      "the same function again for it.")
     return "\n".join(lines)

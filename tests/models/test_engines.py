@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from voxserve.models.base import ChatRequest, LlmDelta, ToolSpec
-from voxserve.models.tool_schema import JsonStringFieldExtractor, answer_schema, flatten_tool_turns
+from voxserve.models.tool_schema import (
+    JsonStringFieldExtractor, answer_schema, flatten_tool_turns, uses_tools,
+)
 from voxserve.models.weights import WeightsError, assemble
 from tests.speech import clips, wer
 
@@ -105,6 +107,9 @@ def test_schema_and_history_shapes() -> None:
     assert [b["properties"]["type"]["const"] for b in answer_schema(tools, "required")["anyOf"]] == \
         ["get_weather", "set_timer"]
     assert answer_schema(tools, "set_timer")["properties"]["type"]["const"] == "set_timer"
+    # "none" still answers in the JSON shape, but can only speak
+    assert answer_schema(tools, "none")["properties"]["type"]["const"] == "message"
+    assert uses_tools(tools, "none") and not uses_tools((), "auto")
     flat = flatten_tool_turns([
         {"role": "user", "content": "Weather?"},
         {"role": "assistant", "content": None, "tool_calls": [
