@@ -31,7 +31,8 @@ def test_text_completeness_reads_unfinished_endings() -> None:
 def test_backchannels_have_no_content_words() -> None:
     for text in ("Mhm.", "yeah", "Okay, okay.", "Uh-huh", "oh", "", "I see."):
         assert is_backchannel(text), text
-    for text in ("Stop.", "wait, what about Paris?", "no thanks", "Thank you."):
+    for text in ("Stop.", "wait, what about Paris?", "no thanks", "Thank you.", "I got it wrong",
+                 "It"):
         assert not is_backchannel(text), text
     assert remove_fillers("So um I think uh, yes") == "So I think yes"
 

@@ -76,13 +76,15 @@ a an the and but or nor so because since although though if unless when while wh
 that which who whom whose where to of in on at by for with from into onto about as than like
 my your his her its our their this these those some any every no
 is are was were be been being am do does did have has had will would shall should can could may
-might must not very more most um uh er erm hmm mm ah like i we you he she they it's i'm
+might must not very more most um uh er erm hmm mm ah i we you he she they it's i'm
 """.split())
 _FILLERS = frozenset("um uh er erm ah hmm mm mhm".split())
 # What a listener says to keep the speaker going; a burst of only these does not interrupt.
+# Phrases count whole: "i see" is a backchannel, "i" or "it" alone is not.
 _BACKCHANNEL = _FILLERS | frozenset("""
-mm-hmm uh-huh uhhuh mmhmm yeah yep yes ok okay right sure oh aha ah alright i see got it
+mm-hmm uh-huh uhhuh mmhmm yeah yep yes ok okay right sure oh aha ah alright
 """.split())
+_BACKCHANNEL_PHRASES = frozenset({"i see", "got it"})
 
 _WORD = re.compile(r"[a-z][a-z'-]*")
 
@@ -117,8 +119,7 @@ def required_silence_ms(waits: Waits, audio_p: float | None, text_ok: bool | Non
 def is_backchannel(text: str) -> bool:
     """True when a transcript holds no content words (empty, a filler or a backchannel)."""
     ws = words(text)
-    joined = " ".join(ws)
-    return not ws or all(w in _BACKCHANNEL for w in ws) or joined in _BACKCHANNEL
+    return not ws or all(w in _BACKCHANNEL for w in ws) or " ".join(ws) in _BACKCHANNEL_PHRASES
 
 
 def remove_fillers(text: str) -> str:

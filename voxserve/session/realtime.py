@@ -76,9 +76,10 @@ class SessionDefaults:
     model_name: str = "voxserve-default"
     max_buffer_seconds: float = 120.0
     min_speech_ms: int = 100
-    # Start the ASR decode after this much silence, before the turn is decided; its result is
-    # used if the user does not resume. None disables it.
-    early_asr_ms: int | None = 200
+    # The first pause: after this much silence the ASR decode starts, before the turn is
+    # decided (its result is used if the user does not resume), and the semantic modes judge
+    # the turn.
+    pause_ms: int = 200
     # Barge-in: user speech during an answer pauses its audio at once; speech that goes on for
     # this long confirms the interruption (everything in flight is cancelled). A shorter burst
     # is transcribed: if it holds no content words (a cough, "mhm", "okay") the answer resumes.
@@ -244,7 +245,7 @@ class RealtimeSession:
         # The client is gone: nothing more is queued for it (a close-out written to a dead
         # socket would only fail the writer), but in-flight work is still cancelled everywhere.
         self._closed = True
-        self._drop_early_asr()
+        self._drop_speculation()
         if self._active is not None:
             await self._cancel_response("client_cancelled")
         for future in self.conversation.transcripts.values():
@@ -268,7 +269,7 @@ class RealtimeSession:
             return
         if self._detector is None:
             self._detector = TurnDetector(self._vad_factory(), td, self.defaults.min_speech_ms,
-                                          pause_ms=self.defaults.early_asr_ms or 200)
+                                          pause_ms=self.defaults.pause_ms)
             self._detector.reset(self.buffer.total_samples)
         else:
             self._detector.options = td
@@ -299,7 +300,7 @@ class RealtimeSession:
                 # dropped if speech resumes.
                 self._turn = self._begin_turn(self.buffer.arrival_time(event.speech_end))
                 audio = self.buffer.audio(self._speech_start, event.sample)
-                self._drop_early_asr()
+                self._drop_speculation()
                 self._turn.asr_start = time.monotonic()
                 with current(self._turn.span):
                     task = self._background(self._try_transcribe(audio))
@@ -307,7 +308,7 @@ class RealtimeSession:
                         self._judge = self._background(self._judge_pause(detector, audio, task))
                 self._early_asr = (task, event.sample)
             elif isinstance(event, Resume):
-                self._drop_early_asr()
+                self._drop_speculation()
                 self._turn = None  # never ended, so never exported
         if self._barge is not None and detector.voiced_samples >= samples_of(
                 self.defaults.interrupt_min_ms):
@@ -325,11 +326,11 @@ class RealtimeSession:
         self.buffer.clear()
         self._speech_item = None
         self._turn = None
-        self._drop_early_asr()
+        self._drop_speculation()
         if self._detector is not None:
             self._detector.reset(self.buffer.total_samples)
 
-    def _drop_early_asr(self) -> None:
+    def _drop_speculation(self) -> None:
         if self._early_asr is not None:
             self._early_asr[0].cancel()  # ServePipeline cancels the Serve call behind it
             self._early_asr = None
@@ -758,7 +759,7 @@ async def _commit(s: RealtimeSession, ev: ce.InputAudioBufferCommitEvent) -> Non
                             f"at least {MIN_COMMIT_MS} ms needed")
     start = s._speech_start if s._speech_item else s.buffer.start_sample
     item_id = s._speech_item or new_id("item")
-    s._drop_early_asr()
+    s._drop_speculation()
     s._speech_item = None
     audio = s.buffer.audio(start)
     if s._detector is not None:

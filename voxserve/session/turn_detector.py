@@ -110,14 +110,18 @@ class TurnDetector:
     def end_if_due(self) -> SpeechStop | None:
         """End the turn now if the silence already heard meets a just-lowered requirement
         (rather than on the next audio window)."""
-        needed = self._silence_needed()
-        if not (self._speaking and self._paused and self._silence_run >= needed):
+        if not (self._speaking and self._paused and self._silence_run >= self._silence_needed()):
             return None
+        return self._stop()
+
+    def _stop(self) -> SpeechStop:
+        """The turn ends here: back to waiting for speech."""
+        stop = SpeechStop(self._silence_start, self._silence_needed() // 16)
         self._speaking = False
         self._paused = False
         self._required = None
         self._speech_run = self._silence_run = 0
-        return SpeechStop(self._silence_start, needed // 16)
+        return stop
 
     def _silence_needed(self) -> int:
         if self._required is not None:
@@ -163,13 +167,8 @@ class TurnDetector:
                     if self._silence_run == 0:
                         self._silence_start = start
                     self._silence_run += w
-                    if self._silence_run >= (needed := self._silence_needed()):
-                        self._speaking = False
-                        self._speech_run = 0
-                        self._paused = False
-                        self._required = None
-                        events.append(SpeechStop(self._silence_start, needed // 16))
-                        self._silence_run = 0
+                    if self._silence_run >= self._silence_needed():
+                        events.append(self._stop())
                     elif (self._pause is not None and not self._paused
                           and self._silence_run >= self._pause):
                         self._paused = True
