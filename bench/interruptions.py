@@ -38,10 +38,28 @@ from tqdm import tqdm
 
 from voxserve.bench.report import environment, pct
 from voxserve.bench.server import LocalServer
-from voxserve.client import pcm16_frames, read_wav, speech_start_s
+from voxserve.client import (
+    FRAME_MS,
+    RATE,
+    event_text,
+    is_event,
+    read_wav,
+    send_speech,
+    speech_start_s,
+)
+from voxserve.protocol.client_events import (
+    ConversationItemCreateEvent,
+    ResponseCancelEvent,
+    ResponseCreateEvent,
+    SessionUpdateEvent,
+)
+from voxserve.protocol.server_events import (
+    AudioDeltaEvent,
+    ResponseDoneEvent,
+    SpeechStartedEvent,
+    SpeechStoppedEvent,
+)
 
-RATE = 24_000
-FRAME_S = 0.04
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 LONG_PROMPT = "Count from one to one hundred, saying every number in words."
 LONG_INSTRUCTIONS = ("You count aloud when asked, saying every number as a word. You never stop "
@@ -96,44 +114,37 @@ async def trial(url: str, api_key: str | None, kind: str, audio: np.ndarray,
             t.trail.append(ev["type"])
             return ev  # type: ignore[no-any-return]
 
-        await ws.send(json.dumps({"type": "session.update", "session": {
+        await ws.send(event_text(SessionUpdateEvent(type="session.update", session={
             "type": "realtime", "audio": {"input": {"turn_detection": {
-                "type": "server_vad", "create_response": False}}}}}))
-        await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": LONG_PROMPT}]}}))
-        await ws.send(json.dumps({"type": "response.create",
-                                  "response": {"instructions": LONG_INSTRUCTIONS}}))
-        while (ev := await recv())["type"] != "response.output_audio.delta":
+                "type": "server_vad", "create_response": False}}}})))
+        await ws.send(event_text(ConversationItemCreateEvent(
+            type="conversation.item.create", item={
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": LONG_PROMPT}]})))
+        await ws.send(event_text(ResponseCreateEvent(
+            type="response.create", response={"instructions": LONG_INSTRUCTIONS})))
+        while not is_event(ev := await recv(), AudioDeltaEvent):
             pass
         rid = ev["response_id"]
         await asyncio.sleep(rng.uniform(0.3, 1.5))
-        frames = pcm16_frames(audio, tail_silence_s=1.5)
-        onset_frame = int(speech_start_s(audio) / FRAME_S)
-
-        async def send() -> None:
-            t0 = time.monotonic()
-            for i, frame in enumerate(frames):
-                if i == onset_frame:
-                    t.onset_wall = time.time()
-                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": frame}))
-                await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_S - time.monotonic()))
-
-        sender = asyncio.create_task(send())
+        # the onset is the frame where the clip's speech starts, at the time it is paced out
+        onset_frame = int(speech_start_s(audio) * 1000 / FRAME_MS)
+        t0 = time.monotonic()
+        t.onset_wall = time.time() + onset_frame * FRAME_MS / 1000
+        sender = asyncio.create_task(send_speech(ws.send, audio, 1.5, t0=t0))
         stopped = cancel_sent = False
         while True:
             ev = await recv()
             now = time.time()
-            kind_ = ev["type"]
-            if kind_ == "input_audio_buffer.speech_started" and t.speech_started is None:
+            if is_event(ev, SpeechStartedEvent) and t.speech_started is None:
                 t.speech_started = now
-            elif kind_ == "input_audio_buffer.speech_stopped":
+            elif is_event(ev, SpeechStoppedEvent):
                 stopped = True
-            elif kind_ == "response.output_audio.delta" and ev["response_id"] == rid:
+            elif is_event(ev, AudioDeltaEvent) and ev["response_id"] == rid:
                 t.last_audio = now
                 if stopped and t.speech_started is not None:
                     t.resumed = True
-            elif kind_ == "response.done" and ev["response"]["id"] == rid:
+            elif is_event(ev, ResponseDoneEvent) and ev["response"]["id"] == rid:
                 t.done = now
                 t.status = ev["response"]["status"]
                 t.reason = (ev["response"].get("status_details") or {}).get("reason")
@@ -141,7 +152,7 @@ async def trial(url: str, api_key: str | None, kind: str, audio: np.ndarray,
             if (sender.done() and not cancel_sent and kind != "barge_in"
                     and (t.resumed or t.speech_started is None)):
                 cancel_sent = True  # seen enough: the burst was ignored or the answer resumed
-                await ws.send(json.dumps({"type": "response.cancel"}))
+                await ws.send(event_text(ResponseCancelEvent(type="response.cancel")))
         await sender
     return t
 

@@ -11,7 +11,6 @@ Everything is bounded: sessions, turns and a wall-clock deadline; nothing runs u
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import random
 import time
@@ -22,13 +21,37 @@ from typing import Any
 import numpy as np
 import websockets
 
-from voxserve.client import AUDIBLE_RMS, FRAME_MS, RATE, pcm16_frames, speech_end_s
+from voxserve.client import (
+    RATE,
+    event_text,
+    first_audible_s,
+    is_event,
+    pcm16_samples,
+    send_speech,
+    speech_end_s,
+    speech_start_s,
+)
+from voxserve.protocol.client_events import (
+    ClientEvent,
+    ConversationItemCreateEvent,
+    ResponseCreateEvent,
+    SessionUpdateEvent,
+)
+from voxserve.protocol.server_events import (
+    AudioDeltaEvent,
+    CommittedEvent,
+    ErrorEvent,
+    ResponseCreatedEvent,
+    ResponseDoneEvent,
+    ResponseTimingEvent,
+)
 
 TOOL = {"type": "function", "name": "get_weather", "description": "Current weather for a city.",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                        "required": ["city"]}}
 TOOL_PROMPTS = ["What is the weather in Oslo?", "How warm is it in Lisbon right now?",
                 "Is it raining in Tokyo today?"]
+TAIL_SILENCE_S = 1.2  # silence streamed after each clip, as a microphone keeps sending
 
 
 @dataclass
@@ -40,11 +63,7 @@ class Clip:
 
 
 def make_clip(name: str, audio: np.ndarray) -> Clip:
-    hop = RATE // 50
-    frames = audio[: audio.size // hop * hop].reshape(-1, hop)
-    loud = np.nonzero(np.sqrt((frames ** 2).mean(axis=1)) > AUDIBLE_RMS)[0]
-    start = float(loud[0] * hop / RATE) if loud.size else 0.0
-    return Clip(name, audio, start, speech_end_s(audio))
+    return Clip(name, audio, speech_start_s(audio), speech_end_s(audio))
 
 
 @dataclass
@@ -96,8 +115,8 @@ class _Conn:
         except websockets.ConnectionClosed:
             pass
 
-    async def send(self, event: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(event))
+    async def send(self, event: ClientEvent) -> None:
+        await self.ws.send(event_text(event))
 
     async def next(self, deadline: float) -> tuple[float, dict[str, Any]]:
         return await asyncio.wait_for(self.queue.get(), max(0.01, deadline - time.monotonic()))
@@ -105,22 +124,6 @@ class _Conn:
     async def close(self) -> None:
         self._reader.cancel()
         await self.ws.close()
-
-
-async def _stream(conn: _Conn, audio: np.ndarray, t0: float, tail_s: float = 1.2) -> None:
-    for i, frame in enumerate(pcm16_frames(audio, tail_s)):
-        await conn.send({"type": "input_audio_buffer.append", "audio": frame})
-        await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
-
-
-def _audible(delta_b64: str) -> tuple[bool, float]:
-    """(contains audible audio, ms of silence before the first audible sample)."""
-    pcm = np.frombuffer(base64.b64decode(delta_b64), "<i2").astype(np.float32) / 32768
-    hop = RATE // 100
-    for i in range(0, pcm.size, hop):
-        if np.sqrt(np.mean(pcm[i:i + hop] ** 2)) > AUDIBLE_RMS:
-            return True, 1000 * i / RATE
-    return False, 1000 * pcm.size / RATE
 
 
 class _Answer:
@@ -134,19 +137,18 @@ class _Answer:
         self.done: dict[str, Any] | None = None
 
     def feed(self, at: float, ev: dict[str, Any]) -> None:
-        kind = ev["type"]
-        if kind == "response.created" and self.response_id is None:
+        if is_event(ev, ResponseCreatedEvent) and self.response_id is None:
             self.response_id = ev["response"]["id"]
-        elif kind in ("response.output_audio.delta", "response.audio.delta") \
-                and ev.get("response_id") == self.response_id:
+        elif is_event(ev, AudioDeltaEvent) and ev.get("response_id") == self.response_id:
             if self.first_delta is None:
                 self.first_delta = at
             if self.first_audible is None:
-                audible, silent_ms = _audible(ev["delta"])
-                self.silence_ms += silent_ms
-                if audible:
+                pcm = pcm16_samples(ev["delta"])
+                onset_s = first_audible_s(pcm)
+                self.silence_ms += 1000 * (pcm.size / RATE if onset_s is None else onset_s)
+                if onset_s is not None:
                     self.first_audible = at
-        elif kind == "response.done" and ev["response"]["id"] == self.response_id:
+        elif is_event(ev, ResponseDoneEvent) and ev["response"]["id"] == self.response_id:
             self.done = ev
 
 
@@ -164,11 +166,11 @@ async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
         return
     conn = _Conn(ws)
     try:
-        await conn.send({"type": "session.update", "session": {
+        await conn.send(SessionUpdateEvent(type="session.update", session={
             "type": "realtime", "voxserve": {"response_timing": True},
             "tools": [TOOL] if spec.tool_share > 0 else [],
             "audio": {"input": {"transcription": {"model": "whisper-1"},
-                                "turn_detection": {"type": "server_vad"}}}}})
+                                "turn_detection": {"type": "server_vad"}}}}))
         for turn in range(spec.turns):
             if time.monotonic() > deadline:
                 break
@@ -199,9 +201,9 @@ async def _collect(conn: _Conn, answer: _Answer, record: TurnRecord, deadline: f
     while True:
         at, ev = await conn.next(deadline)
         answer.feed(at, ev)
-        if ev["type"] == "error":
+        if is_event(ev, ErrorEvent):
             record.errors.append(ev["error"].get("code") or "unknown")
-        if ev["type"] == "voxserve.response.timing" and ev["response_id"] == answer.response_id:
+        if is_event(ev, ResponseTimingEvent) and ev["response_id"] == answer.response_id:
             record.server = {k: v for k, v in ev.items() if k.endswith("_ms")}
             return
 
@@ -211,18 +213,17 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
     clip = rng.choice(clips)
     record.clip = clip.name
     t0 = time.monotonic()
-    sender = asyncio.create_task(_stream(conn, clip.audio, t0))
+    sender = asyncio.create_task(send_speech(conn.ws.send, clip.audio, TAIL_SILENCE_S, t0=t0))
     speech_end = t0 + clip.speech_end_s
     answer = _Answer()
     interrupter: asyncio.Task[None] | None = None
     try:
         while answer.done is None:
             at, ev = await conn.next(deadline)
-            kind = ev["type"]
             answer.feed(at, ev)
-            if kind == "input_audio_buffer.committed" and record.end_of_turn_ms is None:
+            if is_event(ev, CommittedEvent) and record.end_of_turn_ms is None:
                 record.end_of_turn_ms = (at - speech_end) * 1000
-            elif kind == "error":
+            elif is_event(ev, ErrorEvent):
                 record.errors.append(ev["error"].get("code") or "unknown")
             if barge_in and interrupter is None and answer.first_delta is not None:
                 # interrupt the answer as soon as it starts: speak another clip over it
@@ -230,7 +231,8 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
                 await sender
                 t1 = time.monotonic()
                 onset = t1 + other.speech_start_s
-                interrupter = asyncio.create_task(_stream(conn, other.audio, t1))
+                interrupter = asyncio.create_task(
+                    send_speech(conn.ws.send, other.audio, TAIL_SILENCE_S, t0=t1))
         if answer.first_audible is not None:
             record.ttfa_ms = (answer.first_audible - speech_end) * 1000
             record.leading_silence_ms = answer.silence_ms
@@ -252,20 +254,21 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
 
 
 async def _tool_turn(conn: _Conn, rng: random.Random, record: TurnRecord, deadline: float) -> None:
-    await conn.send({"type": "conversation.item.create", "item": {
+    await conn.send(ConversationItemCreateEvent(type="conversation.item.create", item={
         "type": "message", "role": "user",
-        "content": [{"type": "input_text", "text": rng.choice(TOOL_PROMPTS)}]}})
+        "content": [{"type": "input_text", "text": rng.choice(TOOL_PROMPTS)}]}))
     asked = time.monotonic()
-    await conn.send({"type": "response.create"})
+    await conn.send(ResponseCreateEvent(type="response.create"))
     answer = _Answer()
     await _collect(conn, answer, record, deadline)
     assert answer.done is not None
     calls = [o for o in answer.done["response"]["output"] if o["type"] == "function_call"]
     if calls:  # answer the call; the spoken reply is what the user waits for
-        await conn.send({"type": "conversation.item.create", "item": {
+        await conn.send(ConversationItemCreateEvent(type="conversation.item.create", item={
             "type": "function_call_output", "call_id": calls[0]["call_id"],
-            "output": json.dumps({"temperature_c": rng.randint(-5, 30)})}})
-        await conn.send({"type": "response.create", "response": {"tool_choice": "none"}})
+            "output": json.dumps({"temperature_c": rng.randint(-5, 30)})}))
+        await conn.send(ResponseCreateEvent(type="response.create",
+                                            response={"tool_choice": "none"}))
         answer = _Answer()
         record.server = None
         await _collect(conn, answer, record, deadline)

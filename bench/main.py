@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import os
 import random
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
-import numpy as np
 import websockets
 
-from .load import Clip, LoadSpec, TurnRecord, make_clip, run_session
-from .report import environment, pct, summarise, write
-from .server import LocalServer
+from voxserve.audio.formats import b64encode
+from voxserve.bench.load import Clip, LoadSpec, TurnRecord, make_clip, run_session
+from voxserve.bench.report import environment, pct, percentile, summarise, write
+from voxserve.bench.server import LocalServer
+from voxserve.client import event_text, read_wav
+from voxserve.protocol.client_events import InputAudioBufferAppendEvent
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLIPS = sorted((REPO / "tests" / "data").glob("*.wav"))
@@ -72,7 +72,7 @@ def _what_saturates(records: list[TurnRecord]) -> str:
     by_level: dict[int, dict[str, float]] = {}
     for lv in sorted({r.level for r in records}):
         rs = [r.server for r in records if r.level == lv and r.server]
-        by_level[lv] = {s: float(np.median([x[s] for x in rs if x.get(s) is not None]))
+        by_level[lv] = {s: percentile([x[s] for x in rs if x.get(s) is not None], 50)
                         for s in stages if any(x.get(s) is not None for x in rs)}
     levels = sorted(by_level)
     if len(levels) < 2:
@@ -118,8 +118,8 @@ async def run_load(spec: LoadSpec, clips: list[Clip], args: argparse.Namespace) 
 async def echo_level(url: str, api_key: str | None, sessions: int, seconds: float) -> list[float]:
     """Per-frame RTT through the ingress: each session sends 20 ms PCM frames (as JSON, as the
     protocol would) every 20 ms and times each echo."""
-    frame = json.dumps({"type": "input_audio_buffer.append",
-                        "audio": base64.b64encode(bytes(960)).decode(), "seq": 0})
+    frame = event_text(InputAudioBufferAppendEvent(type="input_audio_buffer.append",
+                                                   audio=b64encode(bytes(960))))
     rtts: list[float] = []
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -177,8 +177,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voxserve.client import read_wav
-
     args = parse_args(argv)
     clips = [make_clip(Path(c).stem, read_wav(c)) for c in args.clips]
     shape = (f"ramp {args.ramp}" if args.ramp else
@@ -219,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     report["turns"] = [r.row() for r in records]
     report["summary"] = summarise(report["turns"])
     if args.floors and records:
-        from .ttfa_single import stage_floors
+        from voxserve.bench.ttfa_single import stage_floors
 
         transcript = "He was not an ill disposed young man."
         floors = stage_floors(clips[0].audio, transcript, 3, None)
-        sum_p50 = sum(float(np.percentile(v, 50)) for v in floors.values())
+        sum_p50 = sum(percentile(v, 50) for v in floors.values())
         lowest = report["summary"]["levels"][0]["ttfa_ms"]
         report["floors"] = {"stages": {k: pct(v) for k, v in floors.items()}, "sum_p50_ms": sum_p50,
                             "ttfa_over_floors": round(lowest["p50"] / sum_p50, 2) if lowest.get("n") else None}

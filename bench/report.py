@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,21 @@ PERCENTILES = (50, 90, 95, 99)
 STAGES = ("end_of_turn_ms", "asr_ms", "llm_first_token_ms", "tts_first_chunk_ms", "ttfa_ms")
 
 
-def pct(values: list[float]) -> dict[str, float | int]:
-    """n and p50/p90/p95/p99 (nearest-rank on sorted values, so they are ordered)."""
-    if not values:
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile by nearest rank (NumPy's inverted CDF), the one percentile of every
+    benchmark: always a measured value, never one between two turns. NaN when there are none."""
+    if not len(values):
+        return float("nan")
+    return float(np.percentile(np.asarray(values, dtype=float), q, method="inverted_cdf"))
+
+
+def pct(values: Sequence[float]) -> dict[str, float | int]:
+    """n and p50/p90/p95/p99, rounded to 0.1."""
+    if not len(values):
         return {"n": 0}
-    arr = np.sort(np.asarray(values, dtype=float))
-    out: dict[str, float | int] = {"n": int(arr.size)}
+    out: dict[str, float | int] = {"n": len(values)}
     for p in PERCENTILES:
-        out[f"p{p}"] = round(float(np.percentile(arr, p, method="inverted_cdf")), 1)
+        out[f"p{p}"] = round(percentile(values, p), 1)
     return out
 
 

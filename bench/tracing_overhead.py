@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from voxserve.bench.server import LocalServer
+from voxserve.bench.ttfa_single import DEFAULT_CLIP, summarise
 from voxserve.client import read_wav, run_turn
-
-from .server import LocalServer
-from .ttfa_single import DEFAULT_CLIP, summarise
 
 
 async def _turns(url: str, audio: np.ndarray, runs: int) -> list[float]:

@@ -26,14 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from voxserve.client import read_wav, run_turn, speech_end_s
+from voxserve.bench.report import percentile
+from voxserve.client import RATE, read_wav, run_turn, speech_end_s
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent / "tests" / "data" / \
     "sense_and_sensibility_01_austen_64kb-0880.wav"
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def server_memory() -> dict[str, float]:
@@ -79,12 +76,12 @@ def stage_floors(audio_24k: np.ndarray, transcript: str, repeats: int,
     the same options as the server's."""
     from voxserve.audio.resample import resample
     from voxserve.config import load_options
-    from voxserve.deployments.engine_factory import build_asr, build_llm, build_tts
+    from voxserve.models.factory import build_asr, build_llm, build_tts
     from voxserve.models.base import ChatRequest
 
     options = load_options(options_file)
 
-    audio_16k = resample(audio_24k[: int(speech_end_s(audio_24k) * 24000)], 24000, 16000)
+    audio_16k = resample(audio_24k[: int(speech_end_s(audio_24k) * RATE)], RATE, 16000)
     floors: dict[str, list[float]] = {"asr_final_ms": [], "llm_first_token_ms": [],
                                       "tts_first_chunk_ms": []}
     asr = build_asr(options.asr)
@@ -107,7 +104,9 @@ def stage_floors(audio_24k: np.ndarray, transcript: str, repeats: int,
                     floors["llm_first_token_ms"].append((time.perf_counter() - t) * 1000)
                     break
     asyncio.run(first_tokens())
-    llm.close()
+    close = getattr(llm, "close", None)  # llama.cpp holds its model and threads until closed
+    if close is not None:
+        close()
 
     tts = build_tts(options.tts)
     for _ in range(repeats):
@@ -135,7 +134,7 @@ def main() -> int:
     args = parser.parse_args()
 
     audio = read_wav(args.clip)
-    print(f"TTFA: {args.runs} runs of {Path(args.clip).name} ({audio.size / 24000:.1f} s) "
+    print(f"TTFA: {args.runs} runs of {Path(args.clip).name} ({audio.size / RATE:.1f} s) "
           f"against {args.url}", flush=True)
     runs = asyncio.run(client_runs(args.url, audio, args.runs, args.api_key))
     memory = server_memory()

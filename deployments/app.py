@@ -1,7 +1,8 @@
 """The application graph: Ingress -> (ASR, LLM, TTS), each with its own replica settings.
 
-`build_app` is the Serve import path used by `voxserve serve` and by the configs in `cluster/`
-(`import_path: voxserve.deployments.app:build_app`, `args: {options_file: ...}`).
+`voxserve serve` deploys `build_graph`; `build_app` is the same graph behind the Serve import
+path of the configs in `cluster/` (`import_path: voxserve.deployments.app:build_app`,
+`args: {options_file: ...}`).
 """
 
 from __future__ import annotations

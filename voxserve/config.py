@@ -44,8 +44,8 @@ class ServerOptions(BaseModel):
     metrics_port: int = Field(8080, ge=1, le=65535)
     # "haproxy": Ray Serve's HAProxy ingress mode (RAY_SERVE_ENABLE_HA_PROXY, set when this
     # command starts Ray): measured here at ~0.4 ms per WebSocket round trip against ~2 ms for
-    # the default Python proxy, which also saturates near 700 messages/s (RAY-NOTES §2). It
-    # binds replica ports 30000+ on all interfaces: firewall them. Only for a Ray this starts.
+    # the default Python proxy, which also saturates near 700 messages/s. It binds replica
+    # ports 30000+ on all interfaces: firewall them. Only for a Ray this starts.
     proxy: Literal["default", "haproxy"] = "default"
 
     def auth_required(self) -> bool:
@@ -105,6 +105,10 @@ class VadOptions(BaseModel):
     # user speech over the agent shorter than this (and with no content words) does not cancel
     # the answer; 0 cancels on any speech
     interrupt_min_ms: int = Field(600, ge=0, le=5000)
+    # The first pause: after this much silence the ASR decode of the turn so far starts, before
+    # the turn is decided (its result is the transcript if the user stays quiet), and the
+    # semantic modes judge the turn. 200 ms: shorter pauses are mostly between words.
+    pause_ms: int = Field(200, ge=50, le=2000)
     # the audio end-of-turn model of the semantic modes (Smart Turn v3.2); false: words only
     end_of_turn_model: bool = True
 
@@ -140,7 +144,8 @@ class ReplicaOptions(BaseModel):
             },
         }
         if self.num_replicas == "auto":
-            # Serve's library defaults react in tens of seconds to minutes (RAY-NOTES §4).
+            # Serve's own defaults (Ray 2.60: load averaged over 30 s, 30 s before scaling up,
+            # 600 s before scaling down) are far slower than a voice turn.
             kwargs["autoscaling_config"] = {
                 "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "target_ongoing_requests": self.target_ongoing_requests,

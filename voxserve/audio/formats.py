@@ -23,10 +23,6 @@ class AudioFormat:
     encoding: Encoding = "pcm16"
     rate: int = 24000
 
-    @property
-    def bytes_per_sample(self) -> int:
-        return 2 if self.encoding == "pcm16" else 1
-
     def decode(self, data: bytes) -> np.ndarray:
         """Wire bytes -> float32 mono samples in [-1, 1] at `self.rate`."""
         if self.encoding == "pcm16":
@@ -47,9 +43,6 @@ class AudioFormat:
         if self.encoding == "g711_ulaw":
             return g711.ulaw_encode(pcm)
         return g711.alaw_encode(pcm)
-
-    def duration_ms(self, n_bytes: int) -> float:
-        return 1000.0 * n_bytes / self.bytes_per_sample / self.rate
 
 
 def to_pcm16(samples: np.ndarray) -> np.ndarray:

@@ -381,3 +381,10 @@ class ResponseTimingEvent(ServerEvent):
     tts_first_chunk_ms: float | None = None
     ttfa_ms: float | None = None
     total_ms: float | None = None
+
+
+def wire_names(event: type[ServerEvent]) -> frozenset[str]:
+    """Every name `event` goes by on the wire, over the dialects that send it: what a client
+    matching incoming events by `type` accepts (GA and beta / Voice Live names differ)."""
+    sample = event.model_construct()  # `wire_type` reads only class-level names
+    return frozenset(name for dialect in Dialect if (name := sample.wire_type(dialect)))
