@@ -11,11 +11,6 @@ class Dialect(StrEnum):
     BETA = "beta"  # openai client.beta.realtime.connect (OpenAI-Beta: realtime=v1)
     VOICE_LIVE = "voice_live"  # azure-ai-voicelive
 
-    @property
-    def flat_session(self) -> bool:
-        """Beta and Voice Live use the flat session shape; GA nests audio settings."""
-        return self is not Dialect.GA
-
 
 OPENAI_PATHS = ("/v1/realtime", "/realtime", "/openai/realtime", "/openai/v1/realtime")
 VOICE_LIVE_PATHS = ("/voice-live/realtime",)

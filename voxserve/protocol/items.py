@@ -6,14 +6,16 @@ Live names); GA renders them `output_audio` / `output_text`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.ids import new_id
-from voxserve.protocol.session_config import validation_error
+from voxserve.protocol.validation import (
+    MAX_NAME_CHARS, MAX_TEXT_CHARS, no_stray_exceptions, validation_error,
+)
 
 ContentType = Literal["input_text", "input_audio", "text", "audio"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
@@ -76,11 +78,16 @@ _CLIENT_CONTENT_TYPES = {"input_text": "input_text", "input_audio": "input_audio
                          "output_audio": "audio"}
 
 
+# Text enters the LLM prompt (see validation.MAX_TEXT_CHARS); audio is bounded by the frame size.
+_Text = Annotated[str | None, Field(max_length=MAX_TEXT_CHARS)]
+_MAX_PARTS = 32  # real messages have one or two parts
+
+
 class _ClientPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    type: str
-    text: str | None = None
-    transcript: str | None = None
+    type: str = Field(max_length=MAX_NAME_CHARS)
+    text: _Text = None
+    transcript: _Text = None
     audio: str | None = None
 
 
@@ -88,29 +95,48 @@ class _ClientItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str | None = Field(None, max_length=64)
     type: Literal["message", "function_call", "function_call_output"]
-    object: str | None = None
+    object: str | None = Field(None, max_length=MAX_NAME_CHARS)
     status: ItemStatus | None = None
     role: Literal["user", "assistant", "system"] | None = None
-    content: list[_ClientPart] | None = None
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-    output: str | None = None
+    content: list[_ClientPart] | None = Field(None, max_length=_MAX_PARTS)
+    call_id: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    name: str | None = Field(None, max_length=64)  # a tool name (FunctionTool.name)
+    arguments: _Text = None
+    output: _Text = None
 
 
-def parse_client_item(raw: Any) -> Item:
+class ItemReference(BaseModel):
+    """`{type: item_reference, id}`: an item of the conversation named in `response.input`."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["item_reference"]
+    id: str = Field(max_length=MAX_NAME_CHARS)
+
+
+def parse_client_item(raw: Any, param: str = "item") -> Item:
+    """A client's item (`conversation.item.create`, `response.input`); errors name `param`."""
+    with no_stray_exceptions("the item"):
+        return _parse_item(raw, param)
+
+
+def _parse_item(raw: Any, param: str) -> Item:
     try:
         item = _ClientItem.model_validate(raw)
     except ValidationError as exc:
-        raise validation_error(exc, "item") from None
+        raise validation_error(exc, param) from None
     item_id = item.id or new_id("item")
     if item.type == "message":
         if item.role is None:
             raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
-                                "a message item needs a role", "item.role")
+                                "a message item needs a role", f"{param}.role")
         if not item.content:
             raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
-                                "a message item needs content", "item.content")
+                                "a message item needs content", f"{param}.content")
+        text = sum(len(p.text or "") + len(p.transcript or "") for p in item.content)
+        if text > MAX_TEXT_CHARS:
+            raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                f"the item's text is {text} characters; at most {MAX_TEXT_CHARS} "
+                                "are accepted", f"{param}.content")
         parts = []
         for i, part in enumerate(item.content):
             kind = _CLIENT_CONTENT_TYPES.get(part.type)
@@ -119,27 +145,27 @@ def parse_client_item(raw: Any) -> Item:
             if kind not in allowed:
                 raise ProtocolError(ErrorCode.INVALID_VALUE,
                                     f"content type {part.type!r} is not valid for a {item.role} message",
-                                    f"item.content[{i}].type")
+                                    f"{param}.content[{i}].type")
             if kind in ("input_text", "text") and part.text is None:
                 raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
-                                    "text content needs 'text'", f"item.content[{i}].text")
+                                    "text content needs 'text'", f"{param}.content[{i}].text")
             if kind == "input_audio" and part.audio is None and part.transcript is None:
                 raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
                                     "input_audio content needs 'audio' or 'transcript'",
-                                    f"item.content[{i}].audio")
+                                    f"{param}.content[{i}].audio")
             parts.append(ContentPart(type=kind, text=part.text, transcript=part.transcript,  # type: ignore[arg-type]
                                      audio=part.audio))
         return Item(id=item_id, type="message", role=item.role, content=parts)
     if item.type == "function_call":
         if not item.call_id or not item.name:
             raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
-                                "a function_call item needs call_id and name", "item.call_id")
+                                "a function_call item needs call_id and name", f"{param}.call_id")
         return Item(id=item_id, type="function_call", call_id=item.call_id, name=item.name,
                     arguments=item.arguments or "{}")
     if not item.call_id:
         raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
-                            "a function_call_output item needs call_id", "item.call_id")
+                            "a function_call_output item needs call_id", f"{param}.call_id")
     if item.output is None:
         raise ProtocolError(ErrorCode.MISSING_REQUIRED_PARAMETER,
-                            "a function_call_output item needs output", "item.output")
+                            "a function_call_output item needs output", f"{param}.output")
     return Item(id=item_id, type="function_call_output", call_id=item.call_id, output=item.output)

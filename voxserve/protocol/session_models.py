@@ -1,0 +1,159 @@
+"""The effective session configuration and its parts, dialect-neutral.
+
+These are what a session runs on, whichever dialect set them: `session_update` builds them from
+a client's `session.update`, `session_config` renders them back for each dialect.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voxserve.audio.formats import AudioFormat
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.protocol.validation import (
+    MAX_NAME_CHARS, MAX_PHRASES, MAX_TOOL_DESCRIPTION_CHARS, MAX_TOOL_SCHEMA_CHARS,
+    MAX_TRANSCRIPTION_PROMPT_CHARS, refuse,
+)
+
+_STRICT = ConfigDict(extra="forbid")
+# Timeouts are capped at an hour, past any session's life, so that no timer overflows.
+_HOUR_MS = 3_600_000
+
+TurnType = Literal[
+    "server_vad", "semantic_vad", "azure_semantic_vad", "azure_semantic_vad_en",
+    "azure_semantic_vad_multilingual",
+]
+VOICE_LIVE_TURN_TYPES = frozenset({"azure_semantic_vad", "azure_semantic_vad_en",
+                                   "azure_semantic_vad_multilingual"})
+
+
+class EndOfUtterance(BaseModel):  # Voice Live
+    model_config = _STRICT
+    model: str = Field("semantic_detection_v1", max_length=MAX_NAME_CHARS)
+    threshold_level: Literal["low", "medium", "high", "default"] = "default"
+    timeout_ms: int = Field(1000, ge=0, le=_HOUR_MS)
+
+
+class TurnDetection(BaseModel):
+    model_config = _STRICT
+    type: TurnType = "server_vad"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(300, ge=0, le=5000)
+    silence_duration_ms: int = Field(500, ge=0, le=10000)
+    idle_timeout_ms: int | None = Field(None, ge=0, le=_HOUR_MS)
+    create_response: bool = True
+    interrupt_response: bool = True
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None  # GA semantic_vad
+    # Voice Live extensions
+    speech_duration_ms: int | None = Field(None, ge=80, le=_HOUR_MS)
+    remove_filler_words: bool | None = None
+    languages: list[str] | None = Field(None, max_length=MAX_PHRASES)
+    end_of_utterance_detection: EndOfUtterance | None = None
+    auto_truncate: bool | None = None
+
+    def render(self, dialect: Dialect) -> dict[str, Any]:
+        data = self.model_dump(exclude_none=True)
+        if self.type == "semantic_vad":
+            keep = {"type", "eagerness", "create_response", "interrupt_response"}
+            data = {k: v for k, v in data.items() if k in keep}
+            data.setdefault("eagerness", "auto")
+        elif dialect is Dialect.GA or self.type == "server_vad" and dialect is Dialect.BETA:
+            data = {k: v for k, v in data.items() if k in _OPENAI_SERVER_VAD_FIELDS}
+        return data
+
+
+_OPENAI_SERVER_VAD_FIELDS = {"type", "threshold", "prefix_padding_ms", "silence_duration_ms",
+                             "idle_timeout_ms", "create_response", "interrupt_response"}
+
+
+class InputTranscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field("whisper-1", max_length=MAX_NAME_CHARS)
+    language: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    prompt: str | None = Field(None, max_length=MAX_TRANSCRIPTION_PROMPT_CHARS)
+    # Voice Live extensions; phrase_list biases Whisper through its initial prompt.
+    phrase_list: list[str] | None = Field(None, max_length=MAX_PHRASES)
+    custom_speech: dict[str, str] | None = Field(None, max_length=MAX_PHRASES)
+
+    @field_validator("phrase_list")
+    @classmethod
+    def _short_phrases(cls, phrases: list[str] | None) -> list[str] | None:
+        if phrases and max(len(p) for p in phrases) > MAX_NAME_CHARS:
+            raise refuse(ErrorCode.INVALID_VALUE,
+                         f"each phrase must have at most {MAX_NAME_CHARS} characters")
+        return phrases
+
+
+class FunctionTool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str = Field("", max_length=MAX_TOOL_DESCRIPTION_CHARS)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @field_validator("parameters")
+    @classmethod
+    def _bounded_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(schema, separators=(",", ":"), default=str))
+        if size > MAX_TOOL_SCHEMA_CHARS:
+            raise refuse(ErrorCode.INVALID_VALUE, f"the schema is {size} characters of JSON; at "
+                         f"most {MAX_TOOL_SCHEMA_CHARS} are accepted")
+        return schema
+
+
+class ToolChoiceFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    name: str = Field(max_length=64)
+
+
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction
+
+
+class SessionConfig(BaseModel):
+    """The effective session, dialect-neutral."""
+
+    model: str = "voxserve-default"
+    instructions: str = ""
+    audio_output: bool = True  # modalities: audio (+text) vs text only
+    voice: str = "alloy"
+    voice_raw: Any = None  # the voice object as the client gave it (Voice Live), echoed back
+    speed: float = 1.0
+    input_format: AudioFormat = AudioFormat()
+    output_format: AudioFormat = AudioFormat()
+    transcription: InputTranscription | None = None
+    turn_detection: TurnDetection | None = TurnDetection()
+    tools: list[FunctionTool] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    temperature: float = 0.8
+    max_output_tokens: int | Literal["inf"] = "inf"
+    # VoxServe's own extension (opt-in, never by default: official clients must not see unknown
+    # events): a `voxserve.response.timing` event after each `response.done`.
+    response_timing: bool = False
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class VoiceTable:
+    """Maps client voice names onto the TTS engine's speakers (configurable in options)."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self._table = {k.lower(): v for k, v in table.items()}
+
+    def resolve(self, name: str, param: str = "session.voice") -> str:
+        speaker = self._table.get(name.lower())
+        if speaker is None:
+            raise ProtocolError(ErrorCode.INVALID_VALUE, self.unknown(name), param)
+        return speaker
+
+    def unknown(self, name: str) -> str:
+        """The message for a voice that is not in the table."""
+        known = ", ".join(sorted(self._table))
+        return f"voice {name[:MAX_NAME_CHARS]!r} is not available; choose one of: {known}"
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._table
