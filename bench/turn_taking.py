@@ -16,8 +16,9 @@ transcripts. Each utterance gives three turns:
 Every turn also counts as premature if the turn ends anywhere before the utterance's last word
 (e.g. between its sentences), and as a missed end if no end comes within 3 s of the last word.
 
-The replay drives the server's own `TurnDetector` and `end_of_turn` policy over the audio in 40 ms
-chunks on a simulated clock, so modes are compared on identical input. The semantic signals are
+The replay drives the session's own `Listener` (VAD turn detector, pause scope and semantic
+judgement) over the audio in 40 ms chunks on the audio clock, so modes are compared on identical
+input. The semantic signals are
 computed for real at each pause (Smart Turn on the audio so far, Whisper base on the turn so far,
 as the session does) and take effect after their measured wall time on this machine, converted to
 audio time: the judgement arrives as late as it would in a single-session server. Under load the
@@ -27,6 +28,7 @@ decode is slower, so the semantic waits lean on the audio model and the timeout 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import json
 import random
@@ -39,13 +41,19 @@ import numpy as np
 from tqdm import tqdm
 
 from voxserve.bench.report import environment, pct
+from voxserve.audio.formats import AudioFormat
 from voxserve.client import read_wav
+from voxserve.config import VadOptions
+from voxserve.models.base import Transcript
 from voxserve.protocol.session_config import EndOfUtterance, TurnDetection
-from voxserve.session.end_of_turn import required_silence_ms, text_complete
-from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechStop, TurnDetector
+from voxserve.session.end_of_turn import text_complete
+from voxserve.session.listener import Heard, Listener, SpeechStarted, TurnEnded
+from voxserve.session.tasks import TaskOwner
+from voxserve.session.turn import Turn
 
 RATE = 16_000
 CHUNK = 640  # 40 ms per append, as a client streaming in real time would
+PCM16_16K = AudioFormat("pcm16", 16000)  # no resampling: the listener's own rate
 LEAD_S = 0.5
 TAIL_S = 3.0
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -172,37 +180,78 @@ class Signals:
         return p, p_s, text_complete(text), words_s, text
 
 
-def replay(turn: LabelledTurn, mode: str, td: TurnDetection, signals: Signals, vad: Any,
-           min_speech_ms: int = 100) -> Outcome:
-    vad.reset()
-    det = TurnDetector(vad, td, min_speech_ms, pause_ms=200)
-    det.reset(0)
+class _Timed:
+    """Scripted pause signals for the listener: each resolves once the replayed audio reaches
+    the sample where the real signal, measured at that pause, would have landed."""
+
+    def __init__(self, turn: LabelledTurn, signals: Signals) -> None:
+        self._turn, self._signals = turn, signals
+        self.speech_start = 0  # set from SpeechStarted: the start of the turn's audio
+        self.now = 0  # replayed samples so far
+        self._due: list[tuple[int, asyncio.Future[Any], Any]] = []
+
+    def _at(self, audio: np.ndarray) -> tuple[float, float, bool | None, float, str]:
+        # the listener hands over the turn so far: from its start to the pause mark
+        return self._signals.at(self._turn, self.speech_start, self.speech_start + audio.size)
+
+    def _later(self, delay_s: float, value: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._due.append((self.now + int(delay_s * RATE), future, value))
+        return future
+
+    async def audio_p(self, audio: np.ndarray) -> float | None:
+        p, p_s, _, _, _ = self._at(audio)
+        return float(await self._later(p_s, p))
+
+    async def decode(self, audio: np.ndarray) -> Transcript | Exception:
+        _, _, _, words_s, text = self._at(audio)
+        result: Transcript = await self._later(words_s, Transcript(text, "en", audio.size / RATE))
+        return result
+
+    def release_due(self) -> bool:
+        due = [d for d in self._due if d[0] <= self.now]
+        self._due = [d for d in self._due if d[0] > self.now]
+        for _, future, value in due:
+            if not future.done():
+                future.set_result(value)
+        return bool(due)
+
+
+async def _settle() -> None:
+    # the scripted signals do no I/O and start no threads: a bounded number of loop turns lets
+    # the judgement act on a signal just released
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def replay(turn: LabelledTurn, mode: str, td: TurnDetection, signals: Signals, vad: Any,
+                 min_speech_ms: int = 100) -> Outcome:
+    """The session's own `Listener` (VAD, pause scope, semantic judgement) over one turn."""
+    timed = _Timed(turn, signals)
     ends: list[float] = []
     silence_starts: list[int] = []
-    start = 0
-    pending: list[tuple[int, int]] = []  # (audio sample when it takes effect, required ms)
-    waits = det.waits
-    for offset in range(0, turn.audio.size - CHUNK + 1, CHUNK):
-        now = offset + CHUNK
-        for ev in det.feed(turn.audio[offset:now]):
-            if isinstance(ev, SpeechStart):
-                start = max(0, ev.sample - 300 * 16)
-            elif isinstance(ev, Pause) and waits is not None:
-                p, p_s, ok, words_s, _ = signals.at(turn, start, ev.sample)
-                pending = [(ev.sample + int(p_s * RATE), required_silence_ms(waits, p, None)),
-                           (ev.sample + int(words_s * RATE), required_silence_ms(waits, p, ok))]
-            elif isinstance(ev, Resume):
-                pending = []
-            elif isinstance(ev, SpeechStop):
-                ends.append(now / RATE)
-                silence_starts.append(ev.sample)
-                pending = []
-        while pending and pending[0][0] <= now:
-            det.require_silence(pending.pop(0)[1])
-            if (stop := det.end_if_due()) is not None:
-                ends.append(now / RATE)
-                silence_starts.append(stop.sample)
-                pending = []
+
+    async def on_heard(heard: Heard) -> None:
+        if isinstance(heard, SpeechStarted):
+            timed.speech_start = heard.audio_start
+        elif isinstance(heard, TurnEnded):
+            ends.append(timed.now / RATE)
+            silence_starts.append(heard.end_sample)
+    listener = Listener(vad_factory=lambda: vad, vad=VadOptions(min_speech_ms=min_speech_ms),
+                        max_buffer_seconds=120.0, decode=timed.decode, audio_p=timed.audio_p,
+                        tasks=TaskOwner(asyncio.ensure_future),
+                        begin_turn=lambda t: Turn(speech_end=t), on_heard=on_heard)
+    listener.configure(td)
+    pcm = PCM16_16K.encode(turn.audio)
+    step = CHUNK * 2  # bytes of PCM16
+    for offset in range(0, len(pcm) - step + 1, step):
+        timed.now = offset // 2 + CHUNK
+        await listener.append(pcm[offset:offset + step], PCM16_16K)
+        await _settle()
+        if timed.release_due():
+            await _settle()
+    listener.cancel()
+    await _settle()
     premature = any(e < turn.last_word_end - 0.05 or turn.hold_from <= e < turn.hold_to
                     for e in ends)
     final = [(e, s) for e, s in zip(ends, silence_starts, strict=True)
@@ -210,6 +259,12 @@ def replay(turn: LabelledTurn, mode: str, td: TurnDetection, signals: Signals, v
     missed = not final or final[0][0] > turn.last_word_end + TAIL_S - 0.1
     latency = None if not final else round((final[0][0] - final[0][1] / RATE) * 1000, 1)
     return Outcome(f"{turn.name}/{turn.kind}", turn.kind, mode, ends, premature, missed, latency)
+
+
+async def replay_all(turns: list[LabelledTurn], signals: Signals, vad: Any) -> list[Outcome]:
+    return [await replay(t, mode, td, signals, vad)
+            for t in tqdm(turns, desc="turns", unit="turn")
+            for mode, td in MODES.items()]
 
 
 def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -273,15 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     from voxserve.models.whisper_asr import FasterWhisperEngine
 
     print("[turn-taking] loading Whisper base, Smart Turn v3.2 and Silero VAD", flush=True)
-    asr = FasterWhisperEngine(cpu_threads=args.asr_threads, word_timestamps=False)
+    asr = FasterWhisperEngine(cpu_threads=args.asr_threads)
     signals = Signals(asr, SmartTurn(), args.signals_cache)
     vad = SileroVad()
     turns = build_set(asr, args.allison)
     print(f"[turn-taking] {len(turns)} labelled turns from {len(turns) // 3} utterances",
           flush=True)
-    outcomes = [replay(t, mode, td, signals, vad)
-                for t in tqdm(turns, desc="turns", unit="turn")
-                for mode, td in MODES.items()]
+    outcomes = asyncio.run(replay_all(turns, signals, vad))
     signals.save()
     judged = list(signals._cache.items())
 

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from voxserve.config import VoxServeOptions
 from voxserve.protocol.dialects import pick_dialect
-from voxserve.session.realtime import RealtimeSession, SessionDefaults
+from voxserve.session.session import RealtimeSession
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.deployments.metrics import RayMetricsObserver
 from voxserve.deployments.serve_pipeline import ServePipeline
@@ -74,15 +74,8 @@ class IngressDeployment:
         if self._options.vad.end_of_turn_model:
             from voxserve.models.smart_turn import SmartTurn
             self._eot_model = SmartTurn()
-        s = self._options.session
-        self._defaults = SessionDefaults(
-            system_prompt=s.system_prompt, voices=s.voices, default_voice=s.default_voice,
-            model_name=s.model_name, max_buffer_seconds=s.max_buffer_seconds,
-            min_speech_ms=self._options.vad.min_speech_ms,
-            interrupt_min_ms=self._options.vad.interrupt_min_ms,
-            session_max_seconds=s.max_session_seconds,
-            model_names={"asr": self._options.asr.model, "llm": self._options.llm.model,
-                         "tts": self._options.tts.engine})
+        self._model_names = {"asr": self._options.asr.model, "llm": self._options.llm.model,
+                             "tts": self._options.tts.engine}
         self._observer = RayMetricsObserver()
         self._sessions: dict[str, RealtimeSession] = {}
 
@@ -169,9 +162,10 @@ class IngressDeployment:
         dialect = pick_dialect(ws.url.path, ws.headers)
         model = ws.query_params.get("model") or ws.query_params.get("deployment")
         await ws.accept()
-        session = RealtimeSession(dialect, self._pipeline, self._vad_factory, self._defaults,
-                                  model=model, observer=self._observer,
-                                  eot_model=self._eot_model)
+        session = RealtimeSession(dialect, self._pipeline, self._vad_factory,
+                                  self._options.session, self._options.vad, model=model,
+                                  observer=self._observer, eot_model=self._eot_model,
+                                  model_names=self._model_names)
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

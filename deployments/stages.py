@@ -39,6 +39,7 @@ class _Stage:
                                       "load_seconds": round(time.monotonic() - started, 2)}
         self._cancelled = 0
         self._completed = 0
+        self._running = 0  # work in the counted blocks right now (what a cancel would land on)
         # wall-clock times cancellations landed here, for the interruption benchmark to match
         # against the ingress's decisions (same host clock); bounded
         self._cancel_times: deque[float] = deque(maxlen=256)
@@ -46,6 +47,7 @@ class _Stage:
     @contextlib.contextmanager
     def _counting_cancel(self, span: Span | None = None) -> Iterator[None]:
         """Counts a cancellation that lands in the block and marks `span`; it still propagates."""
+        self._running += 1
         try:
             yield
         except asyncio.CancelledError:
@@ -54,10 +56,12 @@ class _Stage:
             if span is not None:
                 mark_cancelled(span, "caller_cancelled")
             raise
+        finally:
+            self._running -= 1
 
     async def info(self) -> dict[str, Any]:
         return {**self._info, "cancelled": self._cancelled, "completed": self._completed,
-                "recent_cancels": list(self._cancel_times)}
+                "running": self._running, "recent_cancels": list(self._cancel_times)}
 
     async def ready(self) -> bool:
         return True

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript, Word
-from voxserve.session.realtime import RealtimeSession, SessionDefaults
+from voxserve.config import SessionOptions, VadOptions
+from voxserve.session.session import RealtimeSession
 
 
 class EnergyVad:
@@ -125,9 +126,20 @@ class FakeTransport:
         return await asyncio.wait_for(_wait(), timeout)
 
 
-def defaults() -> SessionDefaults:
-    return SessionDefaults(system_prompt="You are a test.",
-                           voices={"alloy": "heart", "heart": "heart", "en-US-AvaNeural": "heart"})
+def session_options(**overrides: Any) -> tuple[SessionOptions, VadOptions]:
+    """Test options; each override goes to whichever options group has the field."""
+    session: dict[str, Any] = {"system_prompt": "You are a test.",
+                               "voices": {"alloy": "heart", "heart": "heart",
+                                          "en-US-AvaNeural": "heart"}}
+    vad: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in VadOptions.model_fields:
+            vad[key] = value
+        elif key in SessionOptions.model_fields:
+            session[key] = value
+        else:
+            raise TypeError(f"no option {key!r}")
+    return SessionOptions(**session), VadOptions(**vad)
 
 
 def tone_pcm16(seconds: float, rate: int = 24000, freq: float = 300.0, amp: float = 0.3) -> bytes:
@@ -156,12 +168,11 @@ class FixedEndOfTurn:
 
 
 async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: ignore[no-untyped-def]
-                        eot_model: Any = None, **overrides: Any):
+                        eot_model: Any = None, observer: Any = None, **overrides: Any):
     pipeline = pipeline or FakePipeline()
-    base = defaults()
-    for key, value in overrides.items():
-        setattr(base, key, value)
-    session = RealtimeSession(dialect, pipeline, EnergyVad, base, eot_model=eot_model)
+    session_opts, vad_opts = session_options(**overrides)
+    session = RealtimeSession(dialect, pipeline, EnergyVad, session_opts, vad_opts,
+                              eot_model=eot_model, observer=observer)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

@@ -283,15 +283,9 @@ class _RecordingObserver:
 
 
 async def test_timing_extension_is_opt_in_and_consistent_with_metrics() -> None:
-    from tests.unit.fakes import FakeTransport, EnergyVad, defaults
-    from voxserve.session.realtime import RealtimeSession
-
     observer = _RecordingObserver()
     pipe = FakePipeline(token_delay=0.01)
-    session = RealtimeSession(Dialect.GA, pipe, EnergyVad, defaults(), observer=observer)
-    tr = FakeTransport()
-    task = asyncio.create_task(session.serve(tr))
-    await tr.wait_for("session.created")
+    session, tr, _, task = await start_session(Dialect.GA, pipe, observer=observer)
     tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
     await tr.wait_for("response.done")
     assert "voxserve.response.timing" not in tr.types()  # never unless asked
@@ -355,7 +349,7 @@ async def test_odd_values_in_every_field_never_break_the_session(dialect: Dialec
     for e in tr.sent:
         if e["type"] == "error":
             assert e["error"]["message"] and e["error"]["type"] == "invalid_request_error", e
-    if session._active is not None:
+    if session.responder.active is not None:
         tr.push({"type": "response.cancel"})
         await tr.wait_for("response.done")
     await _stop(tr, task)

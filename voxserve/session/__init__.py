@@ -1,5 +1,10 @@
-"""Session and turn state: the input buffer, turn detection, the conversation and responses.
+"""Session and turn state, Ray-free: models are reached through the `Pipeline` interface.
 
-Ray-free: a session talks to the models through the `Pipeline` interface, which the Ray
-ingress implements with Serve handles and unit tests implement with fakes.
+One audio frame, socket to speaker, one layer down per step:
+1. `session.RealtimeSession.handle_message` parses it; `handlers.input_audio_buffer_append` routes it.
+2. `listener.Listener.append` buffers it at 16 kHz and feeds the VAD; a pause opens a `PauseScope`
+   (early decode + semantic judgement) that reports `TurnEnded` when the turn is over.
+3. `turn_taking.TurnTaking.on` commits the user item, `transcriber` decodes it, `responder` answers.
+4. `response.Response.run` streams LLM text into TTS; its sealed outlet is the only way back out,
+   through `RealtimeSession.send` and the writer to the socket.
 """

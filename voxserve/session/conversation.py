@@ -52,10 +52,9 @@ class Conversation:
                 return item
         raise ProtocolError(ErrorCode.ITEM_NOT_FOUND, f"item {item_id!r} does not exist", param)
 
-    def add(self, item: Item, previous_item_id: str | None = None,
-            after_last: bool = True) -> str | None:
-        """Insert `item`; returns the id of the item before it. `previous_item_id` None with
-        `after_last` False inserts at the start (the protocol's 'root' position)."""
+    def add(self, item: Item, previous_item_id: str | None = None) -> str | None:
+        """Insert `item` after `previous_item_id` (default: at the end); returns the id of the
+        item before it."""
         if any(i.id == item.id for i in self._items):
             raise ProtocolError(ErrorCode.INVALID_VALUE, f"item id {item.id!r} already exists",
                                 "item.id")
@@ -63,7 +62,7 @@ class Conversation:
             self.get(previous_item_id, "previous_item_id")
             index = next(i for i, it in enumerate(self._items) if it.id == previous_item_id) + 1
         else:
-            index = len(self._items) if after_last else 0
+            index = len(self._items)
         before = self._items[index - 1].id if index > 0 else None
         self._items.insert(index, item)
         while len(self._items) > MAX_ITEMS:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
 from voxserve.audio.formats import AudioFormat
-from voxserve.audio.resample import StreamResampler
+from voxserve.audio.resample import StreamResampler, resample
 
 RATE = 16000
 
 
 class InputBuffer:
-    def __init__(self, max_seconds: float = 120.0) -> None:
+    def __init__(self, max_seconds: float = 120.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._chunks: list[np.ndarray] = []
         self._start = 0  # sample index (session clock) of the first sample held
         self._total = 0  # samples appended in the session
@@ -52,7 +55,7 @@ class InputBuffer:
         if samples.size:
             self._chunks.append(samples)
             self._total += samples.size
-            self._arrivals.append((self._total, time.monotonic()))
+            self._arrivals.append((self._total, self._clock()))
         return samples
 
     def arrival_time(self, sample: int) -> float:
@@ -60,7 +63,7 @@ class InputBuffer:
         for end, when in self._arrivals:
             if end >= sample:
                 return when
-        return self._arrivals[-1][1] if self._arrivals else time.monotonic()
+        return self._arrivals[-1][1] if self._arrivals else self._clock()
 
     def overflowing(self) -> bool:
         return self.held_samples > self._max
@@ -88,6 +91,11 @@ class InputBuffer:
     def clear(self) -> None:
         self._chunks = []
         self._start = self._total
+
+
+def to_session_rate(data: bytes, fmt: AudioFormat) -> np.ndarray:
+    """Wire bytes of one whole clip (not a stream: no resampler state) at the session's 16 kHz."""
+    return resample(fmt.decode(data), fmt.rate, RATE)
 
 
 def ms(samples: int) -> int:

@@ -1,6 +1,6 @@
-"""One response: LLM text streamed into TTS, rendered as the P0.5 event sequence.
+"""One response: LLM text streamed into TTS, sent as the protocol's response event sequence.
 
-A response owns its tasks and its output. Everything it emits goes through its own `_Outlet`,
+A response owns its tasks and its output. Everything it emits goes through its own `Outlet`,
 which is sealed when the response ends, so a cancelled response cannot write into the next one:
 a late write raises instead of reaching the client. Cancelling the response's task cancels its
 task group; the pipeline's streams then cancel the Serve calls behind them.
@@ -28,13 +28,15 @@ from voxserve.protocol.server_events import (
     AudioDeltaEvent, AudioDoneEvent, AudioTranscriptDeltaEvent, AudioTranscriptDoneEvent,
     ContentPartAddedEvent, ContentPartDoneEvent, ErrorDetail, FunctionCallArgumentsDeltaEvent,
     FunctionCallArgumentsDoneEvent, ItemAddedEvent, ItemDoneEvent, OutputItemAddedEvent,
-    OutputItemDoneEvent, ResponseCreatedEvent, ResponseDoneEvent, ResponseSnapshot, ServerEvent,
-    TextDeltaEvent, TextDoneEvent, Usage,
+    OutputItemDoneEvent, ResponseCreatedEvent, ResponseDoneEvent, ResponseSnapshot,
+    ResponseStatus, ServerEvent, TextDeltaEvent, TextDoneEvent, Usage,
 )
 from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoiceFunction
 from voxserve.session.conversation import Conversation, SpokenAudio
 from voxserve.session.pipeline import Pipeline
+from voxserve.session.outlet import Outlet
 from voxserve.session.text_chunker import TextChunker, speakable
+from voxserve.session.timings import ResponseTimings, StageTimes
 from voxserve.session.turn import Turn
 from voxserve.tracing import current, mark_cancelled, mark_failed, tracer
 
@@ -62,65 +64,9 @@ class ResponseOptions:
     metadata: dict[str, str] | None = None
 
 
-@dataclass
-class ResponseTimings:
-    """Monotonic timestamps of the stages of one response (seconds, `time.monotonic`)."""
-
-    created: float = 0.0
-    context_ready: float = 0.0  # transcripts awaited, prompt built
-    first_token: float = 0.0
-    first_tts_request: float = 0.0  # first piece of text handed to TTS
-    first_tts_chunk: float = 0.0
-    first_audio_sent: float = 0.0
-    done: float = 0.0
-
-
 def trace_event(name: str) -> None:
     """A timestamped event on the current span (the response's)."""
     trace.get_current_span().add_event(name)
-
-
-class SealedOutletError(RuntimeError):
-    """Raised when something tries to emit for a response that has already ended."""
-
-
-class _Outlet:
-    """The response's only way out. Holding it pauses the response's tasks at their next event
-    until it is released or the response is cancelled (what the LLM replica generates meanwhile
-    waits in the Serve stream, bounded by the answer's length)."""
-
-    def __init__(self, send: Callable[[ServerEvent], Awaitable[None]]) -> None:
-        self._send: Callable[[ServerEvent], Awaitable[None]] | None = send
-        self._open = asyncio.Event()
-        self._open.set()
-        self._closing = False
-
-    async def __call__(self, event: ServerEvent) -> None:
-        if not self._closing:
-            await self._open.wait()
-        if self._send is None:
-            raise SealedOutletError(f"{type(event).__name__} after the response ended")
-        await self._send(event)
-
-    @property
-    def held(self) -> bool:
-        return not self._open.is_set()
-
-    def hold(self) -> None:
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    def close_out(self) -> None:
-        """Only the cancelled response's close-out passes a hold from now on. The gate itself
-        stays shut: a held audio delta must not slip out in the moment before the response's
-        own tasks receive their cancellation."""
-        self._closing = True
-
-    def seal(self) -> None:
-        self._send = None
-        self._open.set()
 
 
 class _MessageOutput:
@@ -140,14 +86,14 @@ class Response:
                  on_audio: Callable[[], None] | None = None, turn: Turn | None = None) -> None:
         self.id = new_id("resp")
         self.turn = turn or Turn(speech_end=time.monotonic())
-        self.status = "in_progress"
+        self.status: ResponseStatus = "in_progress"
         self.audio_seconds_out = 0.0
         self.spoken_item_id: str | None = None  # the assistant message whose audio was sent
         self.options = options
         self.timings = ResponseTimings(created=time.monotonic())
         self._conversation = conversation
         self._pipeline = pipeline
-        self._emit = _Outlet(send)
+        self._emit = Outlet(send)
         self._system_prompt = system_prompt
         self._on_audio = on_audio
         self._cancel_reason: CancelReason | None = None
@@ -163,10 +109,6 @@ class Response:
         """Record why the task is about to be cancelled (read when the close-out is sent)."""
         self._cancel_reason = self._cancel_reason or reason
 
-    @property
-    def held(self) -> bool:
-        return self._emit.held
-
     def hold(self) -> None:
         """Pause the output (a possible interruption is being judged): no audio goes out."""
         self._emit.hold()
@@ -175,11 +117,12 @@ class Response:
         """The interruption was false: carry on from where the output paused."""
         self._emit.release()
 
-    def snapshot(self, status: str = "in_progress", details: dict[str, Any] | None = None,
+    def snapshot(self, status: ResponseStatus = "in_progress",
+                 details: dict[str, Any] | None = None,
                  usage: Usage | None = None) -> ResponseSnapshot:
         o = self.options
         return ResponseSnapshot(
-            id=self.id, status=status, status_details=details,  # type: ignore[arg-type]
+            id=self.id, status=status, status_details=details,
             output=[i.model_copy(deep=True) for i in self._output], usage=usage,
             audio_output=o.audio_output, voice=o.voice, output_format=o.output_format_name,
             max_output_tokens=o.max_output_tokens,
@@ -197,7 +140,7 @@ class Response:
             span.end()
 
     async def _run(self, span: Any) -> None:
-        status: str = "completed"
+        status: ResponseStatus = "completed"
         details: dict[str, Any] | None = None
         try:
             await self._emit(ResponseCreatedEvent(response=self.snapshot()))
@@ -233,7 +176,7 @@ class Response:
         await self._finish_response("cancelled", {
             "type": "cancelled", "reason": self._cancel_reason or "client_cancelled"})
 
-    async def _finish_response(self, status: str, details: dict[str, Any] | None) -> None:
+    async def _finish_response(self, status: ResponseStatus, details: dict[str, Any] | None) -> None:
         self.status = status
         if status == "cancelled":
             self._emit.close_out()
@@ -246,20 +189,18 @@ class Response:
             self._end_turn_span()
             self.done.set()
 
-    def breakdown(self) -> dict[str, float | None]:
-        """Stage latencies in ms, derived from the recorded timestamps."""
+    def stage_times(self) -> StageTimes:
         t, turn = self.timings, self.turn
 
         def between(a: float, b: float) -> float | None:
             return round((b - a) * 1000, 1) if a and b else None
-        return {
-            "end_of_turn": between(turn.speech_end, turn.decided),
-            "asr": between(turn.asr_start, turn.asr_done),
-            "llm_first_token": between(t.context_ready, t.first_token),
-            "tts_first_chunk": between(t.first_tts_request, t.first_tts_chunk),
-            "ttfa": between(turn.speech_end, t.first_audio_sent),
-            "total": between(turn.speech_end, t.done),
-        }
+        return StageTimes(
+            end_of_turn=between(turn.speech_end, turn.decided),
+            asr=between(turn.asr_start, turn.asr_done),
+            llm_first_token=between(t.context_ready, t.first_token),
+            tts_first_chunk=between(t.first_tts_request, t.first_tts_chunk),
+            ttfa=between(turn.speech_end, t.first_audio_sent),
+            total=between(turn.speech_end, t.done))
 
     def _end_turn_span(self) -> None:
         span = self.turn.span
@@ -273,7 +214,7 @@ class Response:
             "voxserve.audio_in_seconds": round(self.turn.audio_seconds, 3),
             "voxserve.audio_out_seconds": round(self.audio_seconds_out, 3),
         }
-        for stage, value in self.breakdown().items():
+        for stage, value in self.stage_times().items():
             if value is not None:
                 attrs[f"voxserve.{stage}_ms"] = value
         span.set_attributes(attrs)
@@ -441,7 +382,8 @@ class Response:
     # ---- function calls --------------------------------------------------------------------
 
     async def _function_call(self, delta: LlmDelta) -> None:
-        # A spoken preamble (if any) is finished before the call, as the protocol orders them.
+        # Today's engines answer with text or with one call, never both, so no spoken message is
+        # open here; an engine that speaks a preamble first must close it before this item.
         item = Item(id=new_id("item"), type="function_call", status="in_progress",
                     call_id=new_id("call"), name=delta.name, arguments="")
         index = await self._add_output_item(item)

@@ -9,13 +9,15 @@ event all agree.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from voxserve.tracing import start_turn_span, tracer
+from voxserve.tracing import current, start_turn_span, tracer
 
 
 def _wall_ns(mono: float) -> int:
@@ -39,6 +41,16 @@ class Turn:
         attrs = {"voxserve.session_id": session_id, **attributes}
         span = start_turn_span(session_span, attrs, start_time_ns=_wall_ns(speech_end))
         return cls(speech_end=speech_end, span=span, attributes=attrs)
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """Work started inside (e.g. a Serve call) joins the turn's trace."""
+        with current(self.span):
+            yield
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        if self.span is not None:
+            self.span.set_attributes(attributes)
 
     def stage_span(self, name: str, start: float, end: float | None = None,
                    **attributes: Any) -> Span | None:

@@ -4,7 +4,7 @@ Hysteresis as in Silero's own iterator: speech starts at `threshold` and only co
 below `threshold - 0.15`, so a voice hovering near the threshold does not flap. A start needs
 `min_speech_ms` of speech so a click or a cough onset does not open a turn; an end needs
 `silence_duration_ms` of silence. In the semantic modes the silence needed is decided per pause by
-the session (`require_silence`, from `end_of_turn`); until it is, the mode's longest wait applies.
+the listener's pause judgement (`require_silence`, from `end_of_turn`); until it is, the mode's longest wait applies.
 """
 
 from __future__ import annotations
@@ -95,11 +95,6 @@ class TurnDetector:
     @property
     def speaking(self) -> bool:
         return self._speaking
-
-    @property
-    def silence_samples(self) -> int:
-        """Silence heard since speech was last active (0 while the user is talking)."""
-        return self._silence_run if self._speaking else 0
 
     def require_silence(self, ms: int) -> None:
         """The silence that ends the current pause (semantic end of turn). Applies until speech

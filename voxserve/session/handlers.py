@@ -1,0 +1,256 @@
+"""One handler per client event, named after it, registered in the `EventRouter`.
+
+Handlers are thin: they turn a typed client event into calls on the session's parts (listener,
+turn taking, responder, transcriber, conversation) through their public methods, and answer with
+server events. A `ProtocolError` raised here becomes an `error` event; the session goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from voxserve.audio.formats import AudioFormat, b64decode_strict
+from voxserve.protocol import client_events as ce
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.protocol.items import parse_client_item
+from voxserve.protocol.response_overrides import ResponseOverrides, parse_response_overrides
+from voxserve.protocol.server_events import (
+    ClearedEvent, ItemAddedEvent, ItemDeletedEvent, ItemDoneEvent, ItemRetrievedEvent,
+    ItemTruncatedEvent, OutputAudioBufferClearedEvent, ServerEvent, SessionUpdatedEvent,
+    WarningDetail, WarningEvent,
+)
+from voxserve.protocol.session_config import SessionConfig, VoiceTable, apply_update
+from voxserve.session.conversation import Conversation
+from voxserve.session.input_buffer import to_session_rate
+from voxserve.session.listener import Listener
+from voxserve.session.responder import Responder
+from voxserve.session.response import ResponseOptions
+from voxserve.session.transcriber import Transcriber
+from voxserve.session.turn_taking import TurnTaking
+
+
+class SessionContext(Protocol):
+    """What a handler may use of its session (`RealtimeSession` provides it)."""
+
+    id: str
+    dialect: Dialect
+    expires_at: int
+    voices: VoiceTable
+    conversation: Conversation
+    listener: Listener
+    turns: TurnTaking
+    responder: Responder
+    transcriber: Transcriber
+
+    @property
+    def config(self) -> SessionConfig: ...
+
+    def apply_config(self, config: SessionConfig) -> None: ...
+
+    def options(self, overrides: ResponseOverrides | None = None) -> ResponseOptions: ...
+
+    async def send(self, event: ServerEvent) -> None: ...
+
+
+E = TypeVar("E", bound=ce._ClientEvent)
+Handler = Callable[[SessionContext, Any], Awaitable[None]]
+
+
+class EventRouter:
+    """Client event class -> its handler; a second handler for one class is a bug."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type, Handler] = {}
+
+    def handles(self, event_type: type[E]) -> Callable[[Callable[[SessionContext, E], Awaitable[None]]],
+                                                       Callable[[SessionContext, E], Awaitable[None]]]:
+        def register(fn: Callable[[SessionContext, E], Awaitable[None]]
+                     ) -> Callable[[SessionContext, E], Awaitable[None]]:
+            if event_type in self._handlers:
+                raise RuntimeError(f"two handlers for {event_type.__name__}")
+            self._handlers[event_type] = fn
+            return fn
+        return register
+
+    @property
+    def event_types(self) -> frozenset[type]:
+        return frozenset(self._handlers)
+
+    async def dispatch(self, ctx: SessionContext, event: ce._ClientEvent) -> None:
+        await self._handlers[type(event)](ctx, event)
+
+
+router = EventRouter()
+
+
+def _audio(b64: str, param: str = "audio") -> bytes:
+    try:
+        return b64decode_strict(b64)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), param) from None
+
+
+def _audio_16k(b64: str, fmt: AudioFormat, param: str) -> np.ndarray:
+    try:
+        return to_session_rate(b64decode_strict(b64), fmt)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), param) from None
+
+
+# ---- session and input audio -------------------------------------------------------------------
+
+
+@router.handles(ce.SessionUpdateEvent)
+async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None:
+    result = apply_update(ctx.config, ev.session, ctx.dialect, ctx.voices,
+                          ctx.responder.audio_produced)
+    ctx.apply_config(result.config)
+    for message, param in result.warnings:
+        await ctx.send(WarningEvent(warning=WarningDetail(message=message, code="unsupported",
+                                                          param=param)))
+    await ctx.send(SessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
+                                       config=ctx.config))
+
+
+@router.handles(ce.InputAudioBufferAppendEvent)
+async def input_audio_buffer_append(ctx: SessionContext,
+                                    ev: ce.InputAudioBufferAppendEvent) -> None:
+    await ctx.listener.append(_audio(ev.audio), ctx.config.input_format)
+
+
+@router.handles(ce.InputAudioBufferCommitEvent)
+async def input_audio_buffer_commit(ctx: SessionContext,
+                                    ev: ce.InputAudioBufferCommitEvent) -> None:
+    item_id, audio = ctx.listener.take_buffer()
+    await ctx.turns.commit(item_id, audio)
+
+
+@router.handles(ce.InputAudioBufferClearEvent)
+async def input_audio_buffer_clear(ctx: SessionContext, ev: ce.InputAudioBufferClearEvent) -> None:
+    ctx.listener.clear()
+    await ctx.send(ClearedEvent())
+
+
+# ---- Voice Live client-driven turns: the VAD stays out of them ----------------------------------
+
+
+@router.handles(ce.InputAudioTurnStartEvent)
+async def input_audio_turn_start(ctx: SessionContext, ev: ce.InputAudioTurnStartEvent) -> None:
+    ctx.listener.open_client_turn(ev.turn_id)
+
+
+@router.handles(ce.InputAudioTurnAppendEvent)
+async def input_audio_turn_append(ctx: SessionContext, ev: ce.InputAudioTurnAppendEvent) -> None:
+    ctx.listener.check_client_turn(ev.turn_id)
+    await ctx.listener.append(_audio(ev.audio), ctx.config.input_format)
+
+
+@router.handles(ce.InputAudioTurnEndEvent)
+async def input_audio_turn_end(ctx: SessionContext, ev: ce.InputAudioTurnEndEvent) -> None:
+    item_id, audio = ctx.listener.end_client_turn(ev.turn_id)
+    await ctx.turns.commit(item_id, audio)
+    td = ctx.config.turn_detection
+    if td is None or td.create_response:
+        await ctx.turns.respond(ctx.options(), cancel_previous=True)
+
+
+@router.handles(ce.InputAudioTurnCancelEvent)
+async def input_audio_turn_cancel(ctx: SessionContext, ev: ce.InputAudioTurnCancelEvent) -> None:
+    ctx.listener.cancel_client_turn(ev.turn_id)
+    await ctx.send(ClearedEvent())
+
+
+@router.handles(ce.InputAudioClearEvent)
+async def input_audio_clear(ctx: SessionContext, ev: ce.InputAudioClearEvent) -> None:
+    ctx.listener.clear()
+    await ctx.send(ClearedEvent())
+
+
+# ---- conversation ------------------------------------------------------------------------------
+
+
+@router.handles(ce.ConversationItemCreateEvent)
+async def conversation_item_create(ctx: SessionContext,
+                                   ev: ce.ConversationItemCreateEvent) -> None:
+    item = parse_client_item(ev.item)
+    part = next((p for p in item.content if p.type == "input_audio" and p.audio), None)
+    audio = None
+    if part is not None and part.transcript is None:  # audio with no transcript: decode it
+        audio = _audio_16k(part.audio or "", ctx.config.input_format, "item.content.audio")
+    previous = ctx.conversation.add(item, ev.previous_item_id)
+    await ctx.send(ItemAddedEvent(previous_item_id=previous, item=item))
+    await ctx.send(ItemDoneEvent(previous_item_id=previous, item=item))
+    if audio is not None:
+        ctx.transcriber.start(item, audio)
+
+
+@router.handles(ce.ConversationItemDeleteEvent)
+async def conversation_item_delete(ctx: SessionContext,
+                                   ev: ce.ConversationItemDeleteEvent) -> None:
+    ctx.conversation.delete(ev.item_id)
+    await ctx.send(ItemDeletedEvent(item_id=ev.item_id))
+
+
+@router.handles(ce.ConversationItemRetrieveEvent)
+async def conversation_item_retrieve(ctx: SessionContext,
+                                     ev: ce.ConversationItemRetrieveEvent) -> None:
+    await ctx.send(ItemRetrievedEvent(item=ctx.conversation.get(ev.item_id)))
+
+
+@router.handles(ce.ConversationItemTruncateEvent)
+async def conversation_item_truncate(ctx: SessionContext,
+                                     ev: ce.ConversationItemTruncateEvent) -> None:
+    item = ctx.conversation.get(ev.item_id)
+    if item.type != "message" or item.role != "assistant":
+        raise ProtocolError(ErrorCode.INVALID_VALUE, "only assistant messages can be truncated",
+                            "item_id")
+    if ev.content_index >= len(item.content) or item.content[ev.content_index].type != "audio":
+        raise ProtocolError(ErrorCode.INVALID_VALUE,
+                            f"content {ev.content_index} of {ev.item_id} is not audio",
+                            "content_index")
+    spoken = ctx.conversation.spoken.get(item.id)
+    duration = spoken.duration_ms if spoken else 0.0
+    if ev.audio_end_ms > duration + 1:
+        raise ProtocolError(ErrorCode.TRUNCATE_INVALID_AUDIO_END,
+                            f"audio_end_ms {ev.audio_end_ms} is past the item's audio "
+                            f"({duration:.0f} ms)", "audio_end_ms")
+    if spoken is not None:
+        item.content[ev.content_index].transcript = spoken.text_until(ev.audio_end_ms)
+    await ctx.send(ItemTruncatedEvent(item_id=item.id, content_index=ev.content_index,
+                                      audio_end_ms=ev.audio_end_ms))
+
+
+# ---- responses ---------------------------------------------------------------------------------
+
+
+@router.handles(ce.ResponseCreateEvent)
+async def response_create(ctx: SessionContext, ev: ce.ResponseCreateEvent) -> None:
+    overrides = parse_response_overrides(ev.response, ctx.dialect, ctx.voices,
+                                         ev.additional_instructions)
+    await ctx.turns.respond(ctx.options(overrides), cancel_previous=overrides.cancel_previous)
+
+
+@router.handles(ce.ResponseCancelEvent)
+async def response_cancel(ctx: SessionContext, ev: ce.ResponseCancelEvent) -> None:
+    active = ctx.responder.active
+    if active is None or (ev.response_id is not None and ev.response_id != active.id):
+        raise ProtocolError(ErrorCode.CANCEL_NOT_ACTIVE,
+                            "there is no active response" if active is None
+                            else f"response {ev.response_id} is not the active response",
+                            "response_id" if ev.response_id else None)
+    await ctx.turns.cancel_response("client_cancelled")
+
+
+@router.handles(ce.OutputAudioBufferClearEvent)
+async def output_audio_buffer_clear(ctx: SessionContext,
+                                    ev: ce.OutputAudioBufferClearEvent) -> None:
+    # Over WebSocket the client owns playback; clearing means "stop this answer", so the
+    # active response (if any) is cancelled before the acknowledgement.
+    active = ctx.responder.active
+    response_id = active.id if active is not None else ctx.responder.last_response_id
+    await ctx.turns.cancel_response("client_cancelled")
+    await ctx.send(OutputAudioBufferClearedEvent(response_id=response_id))

@@ -1,0 +1,379 @@
+"""The listener: what the user's audio says about the turn, reported as typed `Heard` events.
+
+It owns the input buffer (decode, resample, memory policy), the VAD turn detector, the Voice Live
+client-driven turn and the idle clock. At the first pause of a turn it opens one `PauseScope`:
+the early decode of the turn so far and, in the semantic modes, the judgement of the pause (audio
+model, then the decode's words), both cancelled by the scope's one `cancel()` when speech resumes.
+
+It knows nothing of responses or the wire: it reports to the one `on_heard` consumer it is given
+(turn taking), which decides what a heard event means for the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voxserve.audio.formats import AudioFormat
+from voxserve.config import VadOptions
+from voxserve.models.base import EndOfTurnModel, Transcript, VadModel
+from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.protocol.ids import new_id
+from voxserve.protocol.session_config import TurnDetection
+from voxserve.session.end_of_turn import Waits, required_silence_ms, text_complete
+from voxserve.session.input_buffer import InputBuffer, ms, samples_of
+from voxserve.session.tasks import TaskOwner
+from voxserve.session.turn import Turn
+from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechStop, TurnDetector
+
+log = logging.getLogger("voxserve.listener")
+
+MIN_COMMIT_MS = 100  # shorter buffers are refused as empty, as the reference service does
+
+Decode = Callable[[np.ndarray], Coroutine[Any, Any, Transcript | Exception]]  # never raises
+AudioP = Callable[[np.ndarray], Awaitable[float | None]]  # P(turn complete), None if unknown
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    item_id: str
+    onset: int  # session-clock sample where speech began
+    audio_start: int  # onset less the prefix padding: the start of the item's audio
+    td: TurnDetection
+
+
+@dataclass(frozen=True)
+class SpeechLasted:
+    """The speech under way has lasted `interrupt_min_ms` (onset to its last voiced window)."""
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    item_id: str
+    audio: np.ndarray  # the turn's audio, prefix padding included (16 kHz)
+    end_sample: int  # where the final silence began
+    silence_ms: int  # the silence that ended it (fixed, or decided for this pause)
+    turn: Turn
+    decoded: asyncio.Task[Transcript | Exception] | None  # the early decode, when it covers it
+    td: TurnDetection
+
+
+@dataclass(frozen=True)
+class IdleTimedOut:
+    item_id: str
+    audio: np.ndarray  # what is still held of the silence (the prefix-padding window)
+    start_sample: int  # where the agent went quiet
+    end_sample: int
+    td: TurnDetection
+
+
+Heard = SpeechStarted | SpeechLasted | TurnEnded | IdleTimedOut
+
+
+def threaded(model: EndOfTurnModel | None) -> AudioP | None:
+    """An end-of-turn model run on a worker thread (it takes tens of ms); a failure is logged
+    and reads as 'unknown', so the judgement falls back on the words and the timeout."""
+    if model is None:
+        return None
+
+    async def audio_p(audio: np.ndarray) -> float | None:
+        try:
+            return await asyncio.to_thread(model.probability, audio)
+        except Exception:
+            log.warning("end-of-turn model failed", exc_info=True)
+            return None
+    return audio_p
+
+
+class PauseScope:
+    """One pause of one turn: its trace record, the early decode and the judgement. The decode is
+    handed over when the turn ends here (it then covers the whole turn); anything else the scope
+    started dies with it."""
+
+    def __init__(self, turn: Turn, tasks: TaskOwner) -> None:
+        self.turn = turn
+        self._tasks = tasks
+        self.decode: asyncio.Task[Transcript | Exception] | None = None
+        self._judge: asyncio.Task[None] | None = None
+
+    def start(self, decode: Coroutine[Any, Any, Transcript | Exception],
+              judge: Callable[[PauseScope], Coroutine[Any, Any, None]] | None) -> None:
+        self.decode = self._tasks.start(decode)
+        if judge is not None:
+            self._judge = self._tasks.start(judge(self))
+
+    def close(self) -> asyncio.Task[Transcript | Exception] | None:
+        """The turn ended at this pause: the judgement is over, the decode goes to the caller."""
+        decode, self.decode = self.decode, None
+        self._stop_judge()
+        return decode
+
+    def cancel(self) -> None:
+        """Speech resumed (or the input was cleared): everything started at this pause is stale."""
+        if self.decode is not None:
+            self.decode.cancel()  # the pipeline cancels the Serve call behind it
+            self.decode = None
+        self._stop_judge()
+
+    def _stop_judge(self) -> None:
+        # The judgement itself may be what ends the turn; it must not cancel itself doing so.
+        if self._judge is not None and self._judge is not asyncio.current_task():
+            self._judge.cancel()
+        self._judge = None
+
+
+class Listener:
+    def __init__(self, *, vad_factory: Callable[[], VadModel], vad: VadOptions,
+                 max_buffer_seconds: float, decode: Decode, audio_p: AudioP | None,
+                 tasks: TaskOwner, begin_turn: Callable[[float], Turn],
+                 on_heard: Callable[[Heard], Awaitable[None]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.buffer = InputBuffer(max_buffer_seconds, clock=clock)
+        self._vad_factory = vad_factory
+        self._vad = vad
+        self._max_buffer_seconds = max_buffer_seconds
+        self._decode = decode
+        self._audio_p = audio_p
+        self._tasks = tasks
+        self._begin_turn = begin_turn
+        self._on_heard = on_heard
+        self._clock = clock
+        self._detector: TurnDetector | None = None
+        self._lock = asyncio.Lock()  # the detector is driven by audio and by the judgement
+        self._client_turn: str | None = None  # Voice Live client-driven turn in progress
+        self._speech_item: str | None = None
+        self._speech_start = 0
+        self._lasted = False  # SpeechLasted already reported for the speech under way
+        self._scope: PauseScope | None = None
+        self._idle_from: int | None = None  # sample where the agent went quiet
+
+    # ---- configuration and state ----------------------------------------------------------
+
+    def configure(self, td: TurnDetection | None) -> None:
+        """Follow the session's turn detection (None: the client commits by hand)."""
+        if td is None:
+            self._detector = None
+        elif self._detector is None:
+            self._detector = TurnDetector(self._vad_factory(), td, self._vad.min_speech_ms,
+                                          pause_ms=self._vad.pause_ms)
+            self._detector.reset(self.buffer.total_samples)
+        else:
+            self._detector.options = td
+
+    @property
+    def speaking(self) -> bool:
+        """The VAD hears a turn under way."""
+        return self._detector is not None and self._detector.speaking
+
+    def heard_until(self) -> float:
+        """Monotonic arrival time of the latest audio."""
+        return self.buffer.arrival_time(self.buffer.total_samples)
+
+    def start_idle_clock(self) -> None:
+        """The agent went quiet: GA `idle_timeout_ms` counts from here, on the audio clock."""
+        self._idle_from = self.buffer.total_samples
+
+    def stop_idle_clock(self) -> None:
+        self._idle_from = None
+
+    def cancel(self) -> None:
+        """The session ends: drop the pause scope and everything it started."""
+        self._drop_scope()
+        self._tasks.cancel()
+
+    # ---- audio in ---------------------------------------------------------------------------
+
+    async def append(self, data: bytes, fmt: AudioFormat) -> None:
+        """Wire audio in: decoded, resampled, buffered and (unless a client turn is open) fed to
+        the VAD. Bad audio is a `ProtocolError` and changes nothing."""
+        try:
+            samples = self.buffer.append(data, fmt)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), "audio") from None
+        async with self._lock:
+            await self._feed(samples)
+
+    async def _feed(self, samples: np.ndarray) -> None:
+        detector = None if self._client_turn is not None else self._detector
+        if detector is None:  # the client decides where the turn ends; only memory is bounded
+            if self.buffer.overflowing():
+                self.buffer.drop_before(self.buffer.total_samples
+                                        - samples_of(self._max_buffer_seconds * 1000))
+                raise ProtocolError(ErrorCode.AUDIO_TOO_LARGE,
+                                    f"input audio buffer is over {self._max_buffer_seconds:.0f}"
+                                    " s; commit or clear it (oldest audio dropped)")
+            return
+        for event in detector.feed(samples):
+            match event:
+                case SpeechStart(sample=onset):
+                    await self._speech_started(onset, detector.options)
+                case Pause():
+                    self._open_scope(event, detector)
+                case Resume():
+                    self._drop_scope()  # its turn record never ended, so it is never exported
+                case SpeechStop(sample=end, silence_ms=silence):
+                    await self._end_turn(end, silence, detector.options)
+        if (detector.speaking and not self._lasted
+                and detector.voiced_samples >= samples_of(self._vad.interrupt_min_ms)):
+            self._lasted = True
+            await self._on_heard(SpeechLasted())
+        if not detector.speaking:
+            await self._check_idle(detector.options)
+            # between turns only the prefix-padding window (and a margin) is kept
+            keep = samples_of(detector.options.prefix_padding_ms) + samples_of(100)
+            self.buffer.drop_before(self.buffer.total_samples - keep)
+        elif self.buffer.overflowing():  # an endless "turn" (e.g. constant noise): cut it here
+            await self._end_turn(self.buffer.total_samples, 0, detector.options)
+            detector.reset(self.buffer.total_samples)
+
+    async def _speech_started(self, onset: int, td: TurnDetection) -> None:
+        self._idle_from = None
+        self._lasted = False
+        start = max(self.buffer.start_sample, onset - samples_of(td.prefix_padding_ms))
+        self._speech_item = new_id("item")
+        self._speech_start = start
+        await self._on_heard(SpeechStarted(self._speech_item, onset, start, td))
+
+    def _open_scope(self, pause: Pause, detector: TurnDetector) -> None:
+        """The user stopped speaking, for now: the turn's trace starts at the end of speech, and
+        the decode of what was said so far starts inside it."""
+        self._drop_scope()
+        turn = self._begin_turn(self.buffer.arrival_time(pause.speech_end))
+        turn.asr_start = self._clock()
+        audio = self.buffer.audio(self._speech_start, pause.sample)
+        scope = PauseScope(turn, self._tasks)
+        waits = detector.waits
+        judge = None
+        if waits is not None:
+            def judge(s: PauseScope) -> Coroutine[Any, Any, None]:
+                return self._judge(s, audio, waits)
+        with turn.current():
+            scope.start(self._decode(audio), judge)
+        self._scope = scope
+
+    def _drop_scope(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+
+    async def _judge(self, scope: PauseScope, audio: np.ndarray, waits: Waits) -> None:
+        """Semantic end of turn for one pause: the audio model first (tens of ms), then the words
+        of the decode started at the same pause; each answer sets the silence that ends it."""
+        t0 = self._clock()
+        p = await self._audio_p(audio) if self._audio_p is not None else None
+        await self._require_silence(scope, required_silence_ms(waits, p, None))
+        decode = scope.decode
+        if decode is None:
+            return  # the turn already ended on the audio model's word
+        await asyncio.wait({decode})  # not `await decode`: cancelling us must not cancel it
+        result = None if decode.cancelled() else decode.result()
+        text_ok = text_complete(result.text) if isinstance(result, Transcript) else None
+        wait = required_silence_ms(waits, p, text_ok)
+        log.info("end_of_turn.judged audio_p=%s text_complete=%s wait_ms=%d judge_ms=%.0f",
+                 None if p is None else round(p, 3), text_ok, wait, (self._clock() - t0) * 1000)
+        scope.turn.set_attributes({"voxserve.eot.audio_p": -1.0 if p is None else p,
+                                   "voxserve.eot.text_complete": str(text_ok),
+                                   "voxserve.eot.wait_ms": wait})
+        await self._require_silence(scope, wait)
+
+    async def _require_silence(self, scope: PauseScope, wait_ms: int) -> None:
+        async with self._lock:
+            detector = self._detector
+            if scope is not self._scope or detector is None:
+                return  # stale: speech resumed or the input was reset meanwhile
+            detector.require_silence(wait_ms)
+            if (stop := detector.end_if_due()) is not None:
+                await self._end_turn(stop.sample, stop.silence_ms, detector.options)
+
+    async def _end_turn(self, end: int, silence_ms: int, td: TurnDetection) -> None:
+        scope, self._scope = self._scope, None
+        # the early decode covers the whole turn when no speech came after it started (speech
+        # that resumed would have dropped the scope)
+        decoded = scope.close() if scope is not None else None
+        turn = scope.turn if scope is not None else self._begin_turn(self.buffer.arrival_time(end))
+        turn.decided = self._clock()
+        item_id = self._speech_item or new_id("item")
+        self._speech_item = None
+        audio = self.buffer.audio(self._speech_start)
+        self.buffer.clear()
+        await self._on_heard(TurnEnded(item_id, audio, end, silence_ms or td.silence_duration_ms,
+                                       turn, decoded, td))
+
+    async def _check_idle(self, td: TurnDetection) -> None:
+        """GA idle timeout: no speech for `idle_timeout_ms` after the agent went quiet (on the
+        audio clock) ends a silent user turn."""
+        if td.idle_timeout_ms is None or self._idle_from is None:
+            return
+        now = self.buffer.total_samples
+        if now - self._idle_from < samples_of(td.idle_timeout_ms):
+            return
+        idle_from, self._idle_from = self._idle_from, None
+        audio = self.buffer.audio(max(idle_from, self.buffer.start_sample), now)
+        self.buffer.clear()
+        await self._on_heard(IdleTimedOut(new_id("item"), audio, idle_from, now, td))
+
+    # ---- the client commits -----------------------------------------------------------------
+
+    def take_buffer(self) -> tuple[str, np.ndarray]:
+        """Manual commit: the held audio (from the speech start if the VAD heard one) and its
+        item id; the VAD starts afresh."""
+        held = ms(self.buffer.held_samples)
+        if held < MIN_COMMIT_MS:
+            raise ProtocolError(ErrorCode.COMMIT_EMPTY,
+                                f"buffer too small: {held} ms of audio, at least "
+                                f"{MIN_COMMIT_MS} ms needed")
+        start = self._speech_start if self._speech_item else self.buffer.start_sample
+        item_id = self._speech_item or new_id("item")
+        self._speech_item = None
+        self._drop_scope()
+        audio = self.buffer.audio(start)
+        self.buffer.clear()
+        if self._detector is not None:
+            self._detector.reset(self.buffer.total_samples)
+        return item_id, audio
+
+    def clear(self) -> None:
+        """Forget the input audio and any turn being formed from it."""
+        self.buffer.clear()
+        self._speech_item = None
+        self._drop_scope()
+        if self._detector is not None:
+            self._detector.reset(self.buffer.total_samples)
+
+    # Voice Live client-driven turns: the VAD stays out of them; the client says where they end.
+
+    def open_client_turn(self, turn_id: str) -> None:
+        if self._client_turn is not None:
+            raise ProtocolError(ErrorCode.INVALID_VALUE, f"turn {self._client_turn!r} is still "
+                                "open; end or cancel it first", "turn_id")
+        self._client_turn = turn_id
+        self.clear()
+
+    def check_client_turn(self, turn_id: str) -> None:
+        if self._client_turn is None:
+            raise ProtocolError(ErrorCode.INVALID_VALUE, "no input audio turn is open; send "
+                                "input_audio.turn.start first", "turn_id")
+        if turn_id != self._client_turn:
+            raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                f"turn {turn_id!r} is not the open turn {self._client_turn!r}",
+                                "turn_id")
+
+    def end_client_turn(self, turn_id: str) -> tuple[str, np.ndarray]:
+        self.check_client_turn(turn_id)
+        self._client_turn = None
+        try:
+            return self.take_buffer()
+        except ProtocolError:
+            self.buffer.clear()  # the turn is over either way
+            raise
+
+    def cancel_client_turn(self, turn_id: str) -> None:
+        self.check_client_turn(turn_id)
+        self._client_turn = None
+        self.clear()

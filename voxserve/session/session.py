@@ -1,0 +1,248 @@
+"""A realtime session: one WebSocket connection, its scope and the parts that serve it.
+
+Structured concurrency: `serve()` runs one task group per connection. It holds the writer, the
+session timer and every task the parts start; each part owns its own tasks (`TaskOwner`), and
+when the client goes, `_shutdown` cancels them all: the pause scope, transcriptions, the
+interruption being judged, the warm-up and the response, and with them every Serve call in
+flight. A bad client message becomes an `error` event and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from voxserve.config import SessionOptions, VadOptions
+from voxserve.models.base import EndOfTurnModel, VadModel
+from voxserve.protocol import client_events as ce
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.protocol.ids import new_id
+from voxserve.protocol.response_overrides import ResponseOverrides
+from voxserve.protocol.server_events import (
+    ErrorDetail, ErrorEvent, ServerEvent, SessionCreatedEvent,
+)
+from voxserve.protocol.session_config import SessionConfig, VoiceTable
+from voxserve.session.conversation import Conversation
+from voxserve.session.handlers import router
+from voxserve.session.listener import Heard, Listener, threaded
+from voxserve.session.observer import NullObserver, SessionObserver
+from voxserve.session.pipeline import Pipeline
+from voxserve.session.responder import Responder, response_options
+from voxserve.session.response import ResponseOptions
+from voxserve.session.tasks import TaskOwner
+from voxserve.session.transcriber import Transcriber
+from voxserve.session.turn import Turn
+from voxserve.session.turn_taking import TurnTaking
+from voxserve.tracing import tracer
+
+log = logging.getLogger("voxserve.session")
+
+# Server events queued for a slow reader before `send` waits: ~10 s of 100 ms audio deltas
+# plus their transcript and bookkeeping events.
+OUTBOX_SIZE = 512
+
+
+class Transport(Protocol):
+    async def receive(self) -> str | bytes | None: ...  # None once the client has gone
+
+    async def send(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class RealtimeSession:
+    def __init__(self, dialect: Dialect, pipeline: Pipeline, vad_factory: Callable[[], VadModel],
+                 session: SessionOptions, vad: VadOptions, *, model: str | None = None,
+                 observer: SessionObserver | None = None, eot_model: EndOfTurnModel | None = None,
+                 model_names: dict[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.id = new_id("sess")
+        self.dialect = dialect
+        self.observer: SessionObserver = observer or NullObserver()
+        self._options = session
+        self._pipeline = pipeline
+        self._clock = clock
+        self._turn_attributes = {f"voxserve.{k}_model": v for k, v in (model_names or {}).items()}
+        self.voices = VoiceTable(session.voices)
+        self._config = SessionConfig(model=model or session.model_name,
+                                     voice=session.default_voice)
+        self.expires_at = int(time.time() + session.max_session_seconds)
+        self.conversation = Conversation()
+        self._span: Any = None  # the session's span; each turn's trace links to it
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_SIZE)
+        self._tg: asyncio.TaskGroup | None = None
+        self._closed = False
+        self._warmups = TaskOwner(self._spawn)
+
+        def config() -> SessionConfig:
+            return self._config
+        self.transcriber = Transcriber(pipeline, self.conversation, self.send,
+                                       TaskOwner(self._spawn), config, clock)
+        self.listener = Listener(
+            vad_factory=vad_factory, vad=vad, max_buffer_seconds=session.max_buffer_seconds,
+            decode=self.transcriber.decode, audio_p=threaded(eot_model),
+            tasks=TaskOwner(self._spawn), begin_turn=self._begin_turn, on_heard=self._on_heard,
+            clock=clock)
+        self.responder = Responder(
+            session_id=self.id, conversation=self.conversation, pipeline=pipeline, send=self.send,
+            tasks=TaskOwner(self._spawn), observer=self.observer, config=config,
+            system_prompt=self._system_prompt, on_started=self.listener.stop_idle_clock,
+            on_quiet=self.listener.start_idle_clock, clock=clock)
+        self.turns = TurnTaking(
+            session_id=self.id, vad=vad, listener=self.listener, responder=self.responder,
+            transcriber=self.transcriber, conversation=self.conversation, send=self.send,
+            tasks=TaskOwner(self._spawn), observer=self.observer, begin_turn=self._begin_turn,
+            options=self.options, clock=clock)
+        self.listener.configure(self._config.turn_detection)
+
+    # ---- what the handlers use ---------------------------------------------------------------
+
+    @property
+    def config(self) -> SessionConfig:
+        return self._config
+
+    def apply_config(self, config: SessionConfig) -> None:
+        """A validated `session.update`: the listener follows the turn detection, and new
+        instructions are prefilled in the LLM before the next turn needs them."""
+        instructions_changed = config.instructions != self._config.instructions
+        self._config = config
+        self.listener.configure(config.turn_detection)
+        if instructions_changed:
+            self._warm()
+
+    def options(self, overrides: ResponseOverrides | None = None) -> ResponseOptions:
+        return response_options(self._config, overrides, self.voices, self._system_prompt(),
+                                self.conversation)
+
+    async def send(self, event: ServerEvent) -> None:
+        """Render now (later mutations of the event's objects must not leak) and queue."""
+        if self._closed:
+            return
+        if event.extension and not self._config.response_timing:
+            return
+        wire = event.render(self.dialect)
+        if wire is not None:
+            await self._outbox.put(json.dumps(wire, separators=(",", ":")))
+
+    # ---- the connection ------------------------------------------------------------------------
+
+    async def serve(self, transport: Transport) -> None:
+        self._span = tracer().start_span("voxserve.session", attributes={
+            "voxserve.session_id": self.id, "voxserve.dialect": self.dialect.value})
+        self.observer.session_opened(self.dialect.value)
+        log.info("session.open session=%s dialect=%s model=%s", self.id, self.dialect.value,
+                 self._config.model)
+        try:
+            await self._serve(transport)
+        finally:
+            self.observer.session_closed(self.dialect.value)
+            self._span.end()
+            log.info("session.close session=%s", self.id)
+
+    async def _serve(self, transport: Transport) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            writer = tg.create_task(self._writer(transport))
+            timer = tg.create_task(self._expire(transport))
+            await self.send(SessionCreatedEvent(session_id=self.id, expires_at=self.expires_at,
+                                                config=self._config))
+            self._warm()
+            try:
+                while (message := await transport.receive()) is not None:
+                    await self.handle_message(message)
+            finally:
+                await self._shutdown()
+                timer.cancel()
+                if self._outbox.full():  # a client that stopped reading gets no more
+                    writer.cancel()
+                else:
+                    self._outbox.put_nowait(None)  # the writer drains what is queued, then ends
+
+    async def handle_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self._send_error(ProtocolError(
+                ErrorCode.INVALID_JSON, "binary frames are not part of the protocol; send JSON "
+                "text frames with base64 audio"))
+            return
+        try:
+            event = ce.parse_client_event(message)
+        except ce.ParsedError as err:
+            await self._send_error(err, err.event_id)
+            return
+        if event.voice_live_only and self.dialect is not Dialect.VOICE_LIVE:
+            await self._send_error(ProtocolError(
+                ErrorCode.UNKNOWN_EVENT_TYPE,
+                f"{event.type} is a Voice Live event; connect to /voice-live/realtime", "type"),
+                event.event_id)
+            return
+        try:
+            await router.dispatch(self, event)
+        except ProtocolError as err:
+            await self._send_error(err, event.event_id)
+        except Exception as exc:  # a bug or a model failure must not end the session
+            log.exception("session %s: handling %s failed", self.id, event.type)
+            await self._send_error(ProtocolError(ErrorCode.SERVER_ERROR,
+                                                 f"internal error handling {event.type}: {exc}",
+                                                 type="server_error"), event.event_id)
+
+    async def _send_error(self, err: ProtocolError, event_id: str | None = None) -> None:
+        self.observer.error(str(err.code))
+        log.info("error session=%s code=%s param=%s message=%s", self.id, err.code, err.param,
+                 err.message)
+        await self.send(ErrorEvent(error=ErrorDetail(type=err.type, code=str(err.code),
+                                                     message=err.message, param=err.param,
+                                                     event_id=event_id)))
+
+    async def _writer(self, transport: Transport) -> None:
+        while (text := await self._outbox.get()) is not None:
+            await transport.send(text)
+
+    async def _expire(self, transport: Transport) -> None:
+        await asyncio.sleep(max(0.0, self.expires_at - time.time()))
+        await self._send_error(ProtocolError(ErrorCode.SESSION_EXPIRED,
+                                             "the session reached its maximum duration"))
+        await asyncio.sleep(0.5)  # let the writer flush the error before the close frame
+        await transport.close(1000, "session expired")
+
+    async def _shutdown(self) -> None:
+        # The client is gone: nothing more is queued for it (a close-out written to a dead
+        # socket would only fail the writer), and everything the session started is cancelled,
+        # so no replica keeps working for it.
+        self._closed = True
+        self.listener.cancel()
+        self.turns.cancel()
+        self.transcriber.cancel()
+        self._warmups.cancel()
+        await self.turns.cancel_response("client_cancelled")
+        for future in self.conversation.transcripts.values():
+            future.cancel()
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        assert self._tg is not None, "session is not being served"
+        return self._tg.create_task(coro)
+
+    async def _on_heard(self, heard: Heard) -> None:
+        await self.turns.on(heard)
+
+    def _begin_turn(self, speech_end: float) -> Turn:
+        return Turn.begin(speech_end, self.id, self._span, **self._turn_attributes)
+
+    def _system_prompt(self) -> str:
+        return self._config.instructions or self._options.system_prompt
+
+    def _warm(self) -> None:
+        self._warmups.start(self._warm_prefix())
+
+    async def _warm_prefix(self) -> None:
+        try:
+            await self._pipeline.warm([{"role": "system", "content": self._system_prompt()}])
+        except Exception:  # warming is an optimisation; a failure shows up on the next turn
+            log.warning("session %s: LLM prefix warm-up failed", self.id, exc_info=True)
+

@@ -1,0 +1,120 @@
+"""The transcriber: user audio to the item's transcript, its wire events and the LLM's context.
+
+The language and the prompt come from the session's transcription settings (Voice Live may name a
+single language in its turn detection instead). A committed item's transcript is a future in the
+conversation, so a response can start while the decode is still running; it resolves to "" when
+the decode fails, and the client gets `...transcription.failed`. The transcriber owns every task it
+starts: `cancel()` stops them, and the pipeline cancels the Serve calls behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from voxserve.models.base import Transcript
+from voxserve.protocol.items import Item
+from voxserve.protocol.server_events import (
+    ErrorDetail, ErrorEvent, ServerEvent, TranscriptionCompletedEvent, TranscriptionDeltaEvent,
+    TranscriptionFailedEvent,
+)
+from voxserve.protocol.session_config import SessionConfig
+from voxserve.session.conversation import Conversation
+from voxserve.session.end_of_turn import remove_fillers
+from voxserve.session.pipeline import Pipeline
+from voxserve.session.tasks import TaskOwner
+from voxserve.session.turn import Turn
+
+log = logging.getLogger("voxserve.transcriber")
+
+
+class Transcriber:
+    def __init__(self, pipeline: Pipeline, conversation: Conversation,
+                 send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
+                 config: Callable[[], SessionConfig],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._pipeline = pipeline
+        self._conversation = conversation
+        self._send = send
+        self._tasks = tasks
+        self._config = config
+        self._clock = clock
+
+    async def decode(self, audio: np.ndarray) -> Transcript | Exception:
+        """One decode with the session's language and prompt. A failure is returned, not raised:
+        it runs as a background task, where an escaping exception would end the session."""
+        cfg = self._config()
+        tx, td = cfg.transcription, cfg.turn_detection
+        language = tx.language if tx and tx.language and "," not in tx.language else None
+        if language is None and td is not None and td.languages and len(td.languages) == 1:
+            language = td.languages[0].split("-")[0].lower()  # Voice Live "en-US" -> "en"
+        prompt = None
+        if tx is not None:
+            prompt = tx.prompt or (", ".join(tx.phrase_list) if tx.phrase_list else None)
+        try:
+            return await self._pipeline.transcribe(audio, language, prompt)
+        except Exception as exc:
+            return exc
+
+    def start(self, item: Item, audio: np.ndarray, turn: Turn | None = None,
+              decoded: asyncio.Task[Transcript | Exception] | None = None) -> None:
+        """Transcribe a committed user item (or take over the decode already running for it)."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._conversation.transcripts[item.id] = future
+        if turn is None:
+            self._tasks.start(self._run(item, audio, future, decoded, None))
+            return
+        with turn.current():
+            self._tasks.start(self._run(item, audio, future, decoded, turn))
+
+    def cancel(self) -> None:
+        self._tasks.cancel()
+
+    async def _run(self, item: Item, audio: np.ndarray, future: asyncio.Future[str],
+                   decoded: asyncio.Task[Transcript | Exception] | None,
+                   turn: Turn | None) -> None:
+        try:
+            if turn is not None and decoded is None:
+                turn.asr_start = self._clock()
+            # awaiting the early decode's task directly: cancelling this one cancels it too
+            result = await (decoded if decoded is not None else self.decode(audio))
+            if turn is not None:
+                turn.asr_done = self._clock()
+                turn.stage_span("voxserve.asr", turn.asr_start, turn.asr_done,
+                                **{"voxserve.early": decoded is not None})
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        if isinstance(result, Exception):
+            await self._failed(item, future, result)
+            return
+        text = result.text.strip()
+        cfg = self._config()
+        if cfg.turn_detection is not None and cfg.turn_detection.remove_filler_words:
+            text = remove_fillers(text)
+        item.content[0].transcript = text
+        if not future.done():
+            future.set_result(text)
+        if cfg.transcription is not None:
+            if text:
+                await self._send(TranscriptionDeltaEvent(item_id=item.id, content_index=0,
+                                                         delta=text))
+            await self._send(TranscriptionCompletedEvent(item_id=item.id, content_index=0,
+                                                         transcript=text,
+                                                         audio_seconds=result.audio_seconds))
+
+    async def _failed(self, item: Item, future: asyncio.Future[str], exc: Exception) -> None:
+        log.warning("transcription of %s failed: %s", item.id, exc)
+        if not future.done():
+            future.set_result("")
+        detail = ErrorDetail(type="server_error", code="asr_failed",
+                             message=f"transcription failed: {exc}")
+        if self._config().transcription is not None:
+            await self._send(TranscriptionFailedEvent(item_id=item.id, content_index=0,
+                                                      error=detail))
+        else:
+            await self._send(ErrorEvent(error=detail))
