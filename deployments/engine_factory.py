@@ -37,7 +37,8 @@ def build_llm(opts: LlmOptions) -> Any:
         from voxserve.models.vllm_llm import VllmEngine
         engine: Any = VllmEngine(opts.model, tensor_parallel_size=opts.tensor_parallel_size,
                                  gpu_memory_utilization=opts.gpu_memory_utilization,
-                                 max_model_len=opts.max_model_len)
+                                 max_model_len=opts.max_model_len, seed=opts.seed,
+                                 temperature=opts.temperature)
     else:
         from voxserve.models.llamacpp_llm import LlamaCppEngine
         if opts.model == "packaged:qwen2.5-coder-0.5b-instruct-q4_k_m":
@@ -49,7 +50,8 @@ def build_llm(opts: LlmOptions) -> Any:
         else:
             path = opts.model
         engine = LlamaCppEngine(path, n_ctx=opts.n_ctx, n_parallel=opts.n_parallel,
-                                n_threads=opts.n_threads)
+                                n_threads=opts.n_threads, seed=opts.seed,
+                                temperature=opts.temperature)
     log.info("LLM %s loaded in %.1f s", opts.model, time.monotonic() - started)
     return engine
 

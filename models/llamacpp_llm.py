@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
+from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,17 @@ class LlamaCppEngine:
     n_ctx: context tokens per slot; n_parallel slots share one model (continuous batching).
     n_threads: 1 by default: with ASR and TTS on the same two cores, llama.cpp's spinning worker
     threads collapse under contention (MODELS.md), one thread holds its rate.
+    seed, temperature: server-side sampling settings that override every request's
+    (`SamplingOverrides`). A seed also makes the engine reproducible (`reproducible`): one slot
+    and no prompt cache, see below.
     """
 
     name = "llamacpp"
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_parallel: int = 1,
                  n_threads: int = 1, n_batch: int = 512, cache_ram_mib: int = 512,
-                 default_max_tokens: int = 512, n_gpu_layers: int = 0, verbosity: int = 1) -> None:
+                 default_max_tokens: int = 512, n_gpu_layers: int = 0, verbosity: int = 1,
+                 seed: int | None = None, temperature: float | None = None) -> None:
         import xllamacpp  # heavy native module: import only when an engine is built
 
         if model_path is None:
@@ -67,6 +72,17 @@ class LlamaCppEngine:
             model_path = qwen_05b_gguf()
         self.model_path = str(model_path)
         self.default_max_tokens = default_max_tokens
+        self._sampling = SamplingOverrides(seed=seed, temperature=temperature)
+        # A seed asks for the same answer to the same conversation, which llama.cpp gives only
+        # one request at a time and without its prompt cache: a token's logits depend on the
+        # batch shape it was computed in. Measured on the packaged model: a greedy story parted
+        # after ~12 tokens between a fresh prompt and the same prompt taken from the cache, and
+        # again when a second slot decoded alongside; with neither, every run matched, greedy and
+        # sampled at temperature 1 with a seed. The price is a full prefill per request and no
+        # overlap between sessions: for tests and reproducible agents, not for serving many.
+        self.reproducible = seed is not None
+        if self.reproducible:
+            n_parallel, cache_ram_mib = 1, 0  # 0 turns the RAM prompt cache off
         params = xllamacpp.CommonParams()
         params.model.path = self.model_path
         params.n_parallel = n_parallel
@@ -75,7 +91,7 @@ class LlamaCppEngine:
         params.cpuparams.n_threads = n_threads
         params.cpuparams_batch.n_threads = n_threads
         params.n_gpu_layers = n_gpu_layers
-        params.cache_prompt = True
+        params.cache_prompt = not self.reproducible
         params.cache_ram_mib = cache_ram_mib  # default 8 GiB is far more than this box can spare
         params.offline = True  # never reach a model hub
         params.verbosity = verbosity  # 3 (default) logs every slot event to stderr
@@ -99,9 +115,11 @@ class LlamaCppEngine:
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": request.max_tokens or self.default_max_tokens,
-            "temperature": request.temperature,
-            "cache_prompt": True,
+            "temperature": self._sampling.temperature_for(request),
+            "cache_prompt": not self.reproducible,
         }
+        if self._sampling.seed is not None:
+            body["seed"] = self._sampling.seed
         if tool_mode:
             schema = answer_schema(request.tools, request.tool_choice, strict_arguments=strict_arguments)
             body["response_format"] = {"type": "json_schema",
@@ -219,7 +237,10 @@ class LlamaCppEngine:
         generation, so the slot's KV cache and the RAM prompt cache hold that prefix.
 
         `tools` is optional: the tool block is appended after the system prompt, so a prefix warmed
-        without it is still reused up to that point."""
+        without it is still reused up to that point. A reproducible engine keeps no cache: nothing
+        to warm."""
+        if self.reproducible:
+            return
         request = ChatRequest(messages=list(messages), tools=tuple(tools), tool_choice=tool_choice,
                               temperature=0.0, max_tokens=1)
         body, _ = self._body(request)

@@ -18,16 +18,23 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
+from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
 
 class VllmEngine:
-    """`LlmEngine` on vLLM. `model` is a hub name or local HF-format directory."""
+    """`LlmEngine` on vLLM. `model` is a hub name or local HF-format directory.
+
+    seed, temperature: server-side sampling settings that override every request's
+    (`SamplingOverrides`); the seed goes into each request's SamplingParams, so it holds per
+    request whatever else is batched beside it.
+    """
 
     name = "vllm"
 
     def __init__(self, model: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
-                 max_model_len: int | None = None, default_max_tokens: int = 512) -> None:
+                 max_model_len: int | None = None, default_max_tokens: int = 512,
+                 seed: int | None = None, temperature: float | None = None) -> None:
         from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
         from vllm.sampling_params import GuidedDecodingParams
 
@@ -38,6 +45,7 @@ class VllmEngine:
                                enable_prefix_caching=True)
         self._engine = AsyncLLMEngine.from_engine_args(args)
         self.default_max_tokens = default_max_tokens
+        self._sampling = SamplingOverrides(seed=seed, temperature=temperature)
         self._tokenizer: Any = None
 
     async def _prompt(self, messages: list[dict[str, Any]]) -> str:
@@ -59,13 +67,14 @@ class VllmEngine:
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         tool_mode = uses_tools(request.tools, request.tool_choice)
+        max_tokens = request.max_tokens or self.default_max_tokens
         prompt = await self._prompt(prepare_messages(request.messages, request.tools, request.tool_choice))
         guided = None
         if tool_mode:
             guided = self._GuidedDecodingParams(json=answer_schema(request.tools, request.tool_choice))
-        params = self._SamplingParams(temperature=request.temperature,
-                                      max_tokens=request.max_tokens or self.default_max_tokens,
-                                      guided_decoding=guided)
+        params = self._SamplingParams(temperature=self._sampling.temperature_for(request),
+                                      seed=self._sampling.seed,
+                                      max_tokens=max_tokens, guided_decoding=guided)
         extractor = JsonStringFieldExtractor("text")
         sent = 0
         last: Any = None
