@@ -15,6 +15,8 @@ call on a worker thread (the call releases the GIL) and bridges chunks into an a
   lets other slots pick it up;
 * tool calls: JSON-schema constrained decoding via `models.tool_schema` (the 0.5B Qwen default
   does not emit native tool calls reliably).
+* a conversation past the context: its oldest history is dropped before it is sent
+  (`models.context_window`), so it gets an answer instead of an error on every later turn.
 
 The embedded server also listens on a random 127.0.0.1 port (no way to turn it off in this
 version); a random API key locks that port so nothing else on the host can use it. The Python
@@ -29,12 +31,14 @@ import logging
 import secrets
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
+from .context_window import fit_messages, needs_fitting
 from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
@@ -45,6 +49,29 @@ _END = object()  # queue sentinel: the worker thread has returned
 
 class LlmError(RuntimeError):
     """The LLM rejected or failed a request (context overflow, bad schema, ...)."""
+
+
+class _ServerTokenizer:
+    """The model's tokenizer, through the embedded server's side HTTP port (`/tokenize`,
+    `/detokenize`): xllamacpp gives Python no tokenize handler. The port answers these on its
+    HTTP threads, not through a slot, so a busy slot does not hold them up."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(self._base + path, data=json.dumps(body).encode(),
+                                         headers=self._headers)
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            answer: dict[str, Any] = json.loads(reply.read())
+        return answer
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self._post("/tokenize", {"content": text, "add_special": False})["tokens"]]
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return str(self._post("/detokenize", {"tokens": list(tokens)})["content"])
 
 
 class LlamaCppEngine:
@@ -83,6 +110,8 @@ class LlamaCppEngine:
         self.reproducible = seed is not None
         if self.reproducible:
             n_parallel, cache_ram_mib = 1, 0  # 0 turns the RAM prompt cache off
+        self._n_ctx = n_ctx
+        api_key = secrets.token_hex(16)
         params = xllamacpp.CommonParams()
         params.model.path = self.model_path
         params.n_parallel = n_parallel
@@ -95,9 +124,10 @@ class LlamaCppEngine:
         params.cache_ram_mib = cache_ram_mib  # default 8 GiB is far more than this box can spare
         params.offline = True  # never reach a model hub
         params.verbosity = verbosity  # 3 (default) logs every slot event to stderr
-        params.api_keys = [secrets.token_hex(16)]  # lock the side HTTP port (see module docstring)
+        params.api_keys = [api_key]  # lock the side HTTP port (see module docstring)
         t0 = time.monotonic()
         self._server = xllamacpp.Server(params)
+        self._tokenizer = _ServerTokenizer(self._server.listening_address, api_key)
         log.info("llama.cpp loaded %s in %.1f s", Path(self.model_path).name, time.monotonic() - t0)
         # Each in-flight request blocks one thread for its whole life; requests beyond n_parallel
         # queue inside llama.cpp, so a few spare threads keep them queued there rather than here.
@@ -108,10 +138,25 @@ class LlamaCppEngine:
         self._server = None
 
     # -- request building --------------------------------------------------------------------
-    def _body(self, request: ChatRequest, *, strict_arguments: bool = True) -> tuple[dict[str, Any], bool]:
+    async def _messages(self, request: ChatRequest) -> list[dict[str, Any]]:
+        """The request's chat messages, shortened to fit the context (`models.context_window`)."""
+        messages = prepare_messages(request.messages, request.tools, request.tool_choice)
+        max_tokens = request.max_tokens or self.default_max_tokens
+        if not needs_fitting(messages, n_ctx=self._n_ctx, max_tokens=max_tokens):
+            return messages
+        # tokenizing is an HTTP round trip (see _ServerTokenizer): off the event loop
+        fitted = await asyncio.to_thread(fit_messages, messages, self._tokenizer, n_ctx=self._n_ctx,
+                                         max_tokens=max_tokens)
+        if fitted.changed:
+            log.warning("context full: response %s: %s, to fit %d tokens with the answer",
+                        request.request_id or "-", fitted.describe(), self._n_ctx)
+        return fitted.messages
+
+    def _body(self, request: ChatRequest, messages: list[dict[str, Any]], *,
+              strict_arguments: bool = True) -> tuple[dict[str, Any], bool]:
         tool_mode = uses_tools(request.tools, request.tool_choice)
         body: dict[str, Any] = {
-            "messages": prepare_messages(request.messages, request.tools, request.tool_choice),
+            "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": request.max_tokens or self.default_max_tokens,
@@ -172,7 +217,8 @@ class LlamaCppEngine:
             stop.set()
 
     async def _raw_stream(self, request: ChatRequest) -> AsyncGenerator[dict[str, Any], None]:
-        body, tool_mode = self._body(request)
+        messages = await self._messages(request)
+        body, tool_mode = self._body(request, messages)
         try:
             # The first chunk comes only after prefill: any schema error is raised before it.
             first = True
@@ -184,7 +230,7 @@ class LlamaCppEngine:
             if not (tool_mode and first and "schema" in str(exc).lower()):
                 raise
             log.warning("tool schema rejected (%s); retrying with unconstrained arguments", exc)
-            body, _ = self._body(request, strict_arguments=False)
+            body, _ = self._body(request, messages, strict_arguments=False)
             async for chunk in self._chunks(body):
                 yield chunk
 
@@ -243,7 +289,7 @@ class LlamaCppEngine:
             return
         request = ChatRequest(messages=list(messages), tools=tuple(tools), tool_choice=tool_choice,
                               temperature=0.0, max_tokens=1)
-        body, _ = self._body(request)
+        body, _ = self._body(request, await self._messages(request))
         body.pop("response_format", None)  # only the prompt matters; skip grammar compilation
         async for _ in self._chunks(body):
             pass

@@ -1,5 +1,6 @@
 """The vLLM engine against a fake `vllm` module (vLLM is not installed on CPU hosts): the
-options' seed and temperature reach SamplingParams."""
+options' seed and temperature reach SamplingParams, and a conversation past max_model_len is
+shortened before it is rendered."""
 
 from __future__ import annotations
 
@@ -111,3 +112,19 @@ def test_vllm_seed_and_temperature_override_reach_sampling_params(fake_vllm: _Fa
     _run(unset, ChatRequest(messages=[{"role": "user", "content": "Hi"}], temperature=1.2))
     assert fake_vllm.calls[1][1].seed is None and fake_vllm.calls[1][1].temperature == 1.2
 
+
+def test_vllm_conversation_past_max_model_len_is_shortened(fake_vllm: _FakeAsyncEngine) -> None:
+    from voxserve.models.vllm_llm import VllmEngine
+
+    engine = VllmEngine("fake/model")
+    long = " ".join(["word"] * 100)
+    messages = [{"role": "system", "content": "Be brief."}]
+    for i in range(30):
+        messages += [{"role": "user", "content": f"u{i} {long}"},
+                     {"role": "assistant", "content": f"a{i} {long}"}]
+    messages.append({"role": "user", "content": "latest question"})
+    deltas = _run(engine, ChatRequest(messages=messages, max_tokens=64))
+    assert deltas[-1].kind == "done"
+    prompt = fake_vllm.calls[0][0]
+    assert prompt.startswith("system: Be brief.") and prompt.endswith("user: latest question")
+    assert "u0 " not in prompt and len(prompt.split()) < 1024
