@@ -296,6 +296,16 @@ def test_llm_seed_and_temperature_zero_give_the_same_answer_twice(reproducible_l
     assert first.strip() and first == second, (first, second)
 
 
+def test_llm_long_answer_prompt_counts_to_forty_greedily(reproducible_llm) -> None:
+    """The prompt the e2e tests use for a long answer (tests/long_answer.py) still gets it."""
+    from tests import long_answer
+
+    deltas = asyncio.run(_collect(reproducible_llm, ChatRequest(messages=long_answer.chat_messages())))
+    said = _text(deltas)
+    assert long_answer.counts_in_order(said), f"the greedy answer no longer counts to forty: {said!r}"
+    assert deltas[-1].finish_reason == "stop", deltas[-1]
+
+
 def test_llm_conversation_past_the_context_still_gets_an_answer(reproducible_llm, caplog) -> None:
     paragraph = "The quick brown fox jumps over the lazy dog near the old stone bridge. " * 6
     messages = [SYSTEM]
