@@ -60,13 +60,15 @@ def build_llm(opts: LlmOptions) -> LlmEngine:
 
             return VllmEngine(opts.model, tensor_parallel_size=opts.tensor_parallel_size,
                               gpu_memory_utilization=opts.gpu_memory_utilization,
-                              max_model_len=opts.max_model_len)
+                              max_model_len=opts.max_model_len, seed=opts.seed,
+                              temperature=opts.temperature)
         from .llamacpp_llm import LlamaCppEngine
         from .weights import qwen_05b_gguf
 
         path = _resolve("LLM", opts.model, {"qwen2.5-coder-0.5b-instruct-q4_k_m": qwen_05b_gguf})
         return LlamaCppEngine(path, n_ctx=opts.n_ctx, n_parallel=opts.n_parallel,
-                              n_threads=opts.n_threads)
+                              n_threads=opts.n_threads, seed=opts.seed,
+                              temperature=opts.temperature)
 
 
 def build_tts(opts: TtsOptions) -> TtsEngine:

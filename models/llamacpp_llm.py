@@ -15,6 +15,8 @@ call on a worker thread (the call releases the GIL) and bridges chunks into an a
   lets other slots pick it up;
 * tool calls: JSON-schema constrained decoding via `models.tool_schema` (the 0.5B Qwen default
   does not emit native tool calls reliably).
+* a conversation past the context: its oldest history is dropped before it is sent
+  (`models.context_window`), so it gets an answer instead of an error on every later turn.
 
 The embedded server also listens on a random 127.0.0.1 port (no way to turn it off in this
 version); a random API key locks that port so nothing else on the host can use it. The Python
@@ -29,12 +31,15 @@ import logging
 import secrets
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
+from .context_window import fit_messages, needs_fitting
+from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,29 @@ class LlmError(RuntimeError):
     """The LLM rejected or failed a request (context overflow, bad schema, ...)."""
 
 
+class _ServerTokenizer:
+    """The model's tokenizer, through the embedded server's side HTTP port (`/tokenize`,
+    `/detokenize`): xllamacpp gives Python no tokenize handler. The port answers these on its
+    HTTP threads, not through a slot, so a busy slot does not hold them up."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(self._base + path, data=json.dumps(body).encode(),
+                                         headers=self._headers)
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            answer: dict[str, Any] = json.loads(reply.read())
+        return answer
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self._post("/tokenize", {"content": text, "add_special": False})["tokens"]]
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return str(self._post("/detokenize", {"tokens": list(tokens)})["content"])
+
+
 class LlamaCppEngine:
     """`LlmEngine` on an in-process llama.cpp server.
 
@@ -53,13 +81,17 @@ class LlamaCppEngine:
     n_ctx: context tokens per slot; n_parallel slots share one model (continuous batching).
     n_threads: 1 by default: with ASR and TTS on the same two cores, llama.cpp's spinning worker
     threads collapse under contention, one thread holds its rate.
+    seed, temperature: server-side sampling settings that override every request's
+    (`SamplingOverrides`). A seed also makes the engine reproducible (`reproducible`): one slot
+    and no prompt cache, see below.
     """
 
     name = "llamacpp"
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_parallel: int = 1,
                  n_threads: int = 1, n_batch: int = 512, cache_ram_mib: int = 512,
-                 default_max_tokens: int = 512, n_gpu_layers: int = 0, verbosity: int = 1) -> None:
+                 default_max_tokens: int = 512, n_gpu_layers: int = 0, verbosity: int = 1,
+                 seed: int | None = None, temperature: float | None = None) -> None:
         import xllamacpp  # heavy native module: import only when an engine is built
 
         if model_path is None:
@@ -67,6 +99,19 @@ class LlamaCppEngine:
             model_path = qwen_05b_gguf()
         self.model_path = str(model_path)
         self.default_max_tokens = default_max_tokens
+        self._sampling = SamplingOverrides(seed=seed, temperature=temperature)
+        # A seed asks for the same answer to the same conversation, which llama.cpp gives only
+        # one request at a time and without its prompt cache: a token's logits depend on the
+        # batch shape it was computed in. Measured on the packaged model: a greedy story parted
+        # after ~12 tokens between a fresh prompt and the same prompt taken from the cache, and
+        # again when a second slot decoded alongside; with neither, every run matched, greedy and
+        # sampled at temperature 1 with a seed. The price is a full prefill per request and no
+        # overlap between sessions: for tests and reproducible agents, not for serving many.
+        self.reproducible = seed is not None
+        if self.reproducible:
+            n_parallel, cache_ram_mib = 1, 0  # 0 turns the RAM prompt cache off
+        self._n_ctx = n_ctx
+        api_key = secrets.token_hex(16)
         params = xllamacpp.CommonParams()
         params.model.path = self.model_path
         params.n_parallel = n_parallel
@@ -75,13 +120,14 @@ class LlamaCppEngine:
         params.cpuparams.n_threads = n_threads
         params.cpuparams_batch.n_threads = n_threads
         params.n_gpu_layers = n_gpu_layers
-        params.cache_prompt = True
+        params.cache_prompt = not self.reproducible
         params.cache_ram_mib = cache_ram_mib  # default 8 GiB is far more than this box can spare
         params.offline = True  # never reach a model hub
         params.verbosity = verbosity  # 3 (default) logs every slot event to stderr
-        params.api_keys = [secrets.token_hex(16)]  # lock the side HTTP port (see module docstring)
+        params.api_keys = [api_key]  # lock the side HTTP port (see module docstring)
         t0 = time.monotonic()
         self._server = xllamacpp.Server(params)
+        self._tokenizer = _ServerTokenizer(self._server.listening_address, api_key)
         log.info("llama.cpp loaded %s in %.1f s", Path(self.model_path).name, time.monotonic() - t0)
         # Each in-flight request blocks one thread for its whole life; requests beyond n_parallel
         # queue inside llama.cpp, so a few spare threads keep them queued there rather than here.
@@ -92,16 +138,33 @@ class LlamaCppEngine:
         self._server = None
 
     # -- request building --------------------------------------------------------------------
-    def _body(self, request: ChatRequest, *, strict_arguments: bool = True) -> tuple[dict[str, Any], bool]:
+    async def _messages(self, request: ChatRequest) -> list[dict[str, Any]]:
+        """The request's chat messages, shortened to fit the context (`models.context_window`)."""
+        messages = prepare_messages(request.messages, request.tools, request.tool_choice)
+        max_tokens = request.max_tokens or self.default_max_tokens
+        if not needs_fitting(messages, n_ctx=self._n_ctx, max_tokens=max_tokens):
+            return messages
+        # tokenizing is an HTTP round trip (see _ServerTokenizer): off the event loop
+        fitted = await asyncio.to_thread(fit_messages, messages, self._tokenizer, n_ctx=self._n_ctx,
+                                         max_tokens=max_tokens)
+        if fitted.changed:
+            log.warning("context full: response %s: %s, to fit %d tokens with the answer",
+                        request.request_id or "-", fitted.describe(), self._n_ctx)
+        return fitted.messages
+
+    def _body(self, request: ChatRequest, messages: list[dict[str, Any]], *,
+              strict_arguments: bool = True) -> tuple[dict[str, Any], bool]:
         tool_mode = uses_tools(request.tools, request.tool_choice)
         body: dict[str, Any] = {
-            "messages": prepare_messages(request.messages, request.tools, request.tool_choice),
+            "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": request.max_tokens or self.default_max_tokens,
-            "temperature": request.temperature,
-            "cache_prompt": True,
+            "temperature": self._sampling.temperature_for(request),
+            "cache_prompt": not self.reproducible,
         }
+        if self._sampling.seed is not None:
+            body["seed"] = self._sampling.seed
         if tool_mode:
             schema = answer_schema(request.tools, request.tool_choice, strict_arguments=strict_arguments)
             body["response_format"] = {"type": "json_schema",
@@ -154,7 +217,8 @@ class LlamaCppEngine:
             stop.set()
 
     async def _raw_stream(self, request: ChatRequest) -> AsyncGenerator[dict[str, Any], None]:
-        body, tool_mode = self._body(request)
+        messages = await self._messages(request)
+        body, tool_mode = self._body(request, messages)
         try:
             # The first chunk comes only after prefill: any schema error is raised before it.
             first = True
@@ -166,7 +230,7 @@ class LlamaCppEngine:
             if not (tool_mode and first and "schema" in str(exc).lower()):
                 raise
             log.warning("tool schema rejected (%s); retrying with unconstrained arguments", exc)
-            body, _ = self._body(request, strict_arguments=False)
+            body, _ = self._body(request, messages, strict_arguments=False)
             async for chunk in self._chunks(body):
                 yield chunk
 
@@ -219,10 +283,13 @@ class LlamaCppEngine:
         generation, so the slot's KV cache and the RAM prompt cache hold that prefix.
 
         `tools` is optional: the tool block is appended after the system prompt, so a prefix warmed
-        without it is still reused up to that point."""
+        without it is still reused up to that point. A reproducible engine keeps no cache: nothing
+        to warm."""
+        if self.reproducible:
+            return
         request = ChatRequest(messages=list(messages), tools=tuple(tools), tool_choice=tool_choice,
                               temperature=0.0, max_tokens=1)
-        body, _ = self._body(request)
+        body, _ = self._body(request, await self._messages(request))
         body.pop("response_format", None)  # only the prompt matters; skip grammar compilation
         async for _ in self._chunks(body):
             pass

@@ -87,6 +87,14 @@ class LlmOptions(BaseModel):
     n_threads: int = Field(1, ge=1)  # 1: llama.cpp threads spin on barriers beside ASR/TTS
     n_ctx: int = Field(4096, ge=512)
     n_parallel: int = Field(2, ge=1)
+    # Reproducible agents and tests: with `temperature: 0` (greedy decoding) and a fixed `seed`
+    # the same conversation gets the same answer from the same engine and weights. The seed
+    # alone fixes what sampling draws; it has no effect at temperature 0.
+    seed: int | None = None
+    # When set, every request uses it, whatever the client asks (`temperature` in
+    # session.update or response.create): an agent or a test suite cannot be reproducible while
+    # clients choose to sample.
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
     # vLLM only
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)

@@ -66,7 +66,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("server")
     config = root / "options.yaml"
     metrics_port = _free_port()
-    config.write_text(f"server:\n  api_keys: [{API_KEY}]\n  metrics_port: {metrics_port}\n")
+    # Every answer greedy and seeded, whatever a test's client asks: what the model says to a
+    # given conversation is then fixed, and the tests that need a long answer use one whose
+    # greedy answer was checked (tests/long_answer.py) instead of hoping a sample runs long.
+    config.write_text(f"server:\n  api_keys: [{API_KEY}]\n  metrics_port: {metrics_port}\n"
+                      "llm:\n  seed: 1234\n  temperature: 0.0\n")
     log = root / "server.log"
     port = _free_port()
     traces = OtlpReceiver().start()

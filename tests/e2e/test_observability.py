@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests import long_answer
 from tests.e2e.conftest import Server
-from tests.e2e.test_spoken_turn import (
-    LONG_ANSWER_INSTRUCTIONS, LONG_ANSWER_PROMPT, TURN_TIMEOUT_S, _paced, _pcm_frames,
-)
+from tests.e2e.test_spoken_turn import TURN_TIMEOUT_S, _paced, _pcm_frames
 from tests.speech import clip
 from voxserve.client import read_wav, speech_end_s
 
@@ -83,20 +82,19 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
                                 "turn_detection": {"type": "server_vad"}}}})
         await until("session.updated")
 
-        # A long answer, interrupted by speech. It comes first, with nothing in the context:
-        # the interruption is confirmed after 600 ms of speech, and a short answer (the small
-        # model gives more of them after other turns) would have finished generating by then.
-        await conn.conversation.item.create(item={
-            "type": "message", "role": "user", "content": [{"type": "input_text",
-                                                            "text": LONG_ANSWER_PROMPT}]})
-        await conn.response.create(response={"instructions": LONG_ANSWER_INSTRUCTIONS})
-        long_answer = (await until("response.output_audio.delta"))["response_id"]
+        # A long answer (a count to forty, tests/long_answer.py), interrupted by speech. It comes
+        # first, so that its conversation is exactly the one whose greedy answer was checked.
+        for item in long_answer.conversation_items():
+            await conn.conversation.item.create(item=item)
+        await conn.response.create(response={"instructions": long_answer.INSTRUCTIONS})
+        counting = (await until("response.output_audio.delta"))["response_id"]
         sender = asyncio.create_task(_paced(
             _pcm_frames(read_wav(clip("0880")[0]), tail_silence_s=1.0),
             lambda f: conn.input_audio_buffer.append(audio=f)))
         cancelled = await until("response.done")
-        assert cancelled["response"]["id"] == long_answer
-        assert cancelled["response"]["status"] == "cancelled"
+        assert cancelled["response"]["id"] == counting and \
+            cancelled["response"]["status"] == "cancelled", \
+            f"the count was not cut by the speech: {long_answer.said(cancelled['response'])!r}"
         await until("voxserve.response.timing")
         interrupting = await until("response.done")
         await until("voxserve.response.timing")
@@ -173,9 +171,9 @@ async def test_one_trace_per_turn_across_deployments_metrics_and_timing(server: 
         server_ttfa = timings[rid]["ttfa_ms"]
         assert abs(server_ttfa - client_ttfa[rid]) < 150, (server_ttfa, client_ttfa[rid])
 
-    cancelled_trace = by_trace[roots[long_answer]["trace_id"]]
-    assert roots[long_answer]["attributes"]["voxserve.cancelled"] is True
-    assert roots[long_answer]["attributes"]["voxserve.cancel_reason"] == "turn_detected"
+    cancelled_trace = by_trace[roots[counting]["trace_id"]]
+    assert roots[counting]["attributes"]["voxserve.cancelled"] is True
+    assert roots[counting]["attributes"]["voxserve.cancel_reason"] == "turn_detected"
     llm = next(s for s in cancelled_trace if s["name"] == "llm.generate")
     assert llm["attributes"].get("voxserve.cancelled") is True, "the LLM replica did not see the cancel"
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import websockets
 
+from tests import long_answer
 from tests.conformance import check_event
 from tests.e2e.conftest import Server
 from tests.speech import clip, wer
@@ -28,12 +29,6 @@ from voxserve.protocol.dialects import Dialect
 pytestmark = pytest.mark.e2e
 
 FRAME_S = 0.04
-# A reliably long answer from the small CPU model: counting in words ran 5-40 s in every trial
-# (a "long story" was sometimes a single sentence once earlier turns were in the context, and
-# counting in digits can come out as one unbreakable run of digits).
-LONG_ANSWER_PROMPT = "Count from one to one hundred, saying every number in words."
-LONG_ANSWER_INSTRUCTIONS = ("You count aloud when asked, saying every number as a word. You never "
-                            "stop before the last number.")
 TURN_TIMEOUT_S = 240  # generous: a busy 2-core CI box with ASR, LLM and TTS competing
 
 
@@ -265,8 +260,7 @@ async def test_function_call_round_trip_with_the_real_llm(server: Server) -> Non
             "type": "message", "role": "user",
             "content": [{"type": "input_text", "text": "What is the weather in Oslo right now?"}]}}))
         # "required": this test is about the call's round trip through the protocol; whether the
-        # model chooses to call on its own is tested at temperature 0 in tests/models (here it
-        # samples at 0.8 and now and then answers in words)
+        # model chooses to call on its own is tested in tests/models
         await ws.send(json.dumps({"type": "response.create",
                                   "response": {"tool_choice": "required"}}))
         done = await until(ws, "response.done")
@@ -282,11 +276,12 @@ async def test_function_call_round_trip_with_the_real_llm(server: Server) -> Non
         await until(ws, "conversation.item.done")
         await ws.send(json.dumps({"type": "response.create", "response": {"tool_choice": "none"}}))
         final = await until(ws, "response.done")
-        assert final["response"]["status"] == "completed"
+        assert final["response"]["status"] == "completed", final["response"]
         message = final["response"]["output"][0]
-        assert message["type"] == "message"
+        assert message["type"] == "message", final["response"]["output"]
         said = message["content"][0]["transcript"].lower()
-        assert "21" in said or "twenty" in said or "sunny" in said, said
+        assert "21" in said or "twenty" in said or "sunny" in said, \
+            f"the answer after the tool result does not use it: {said!r}"
 
 
 async def test_barge_in_cancels_the_response_in_every_replica(server: Server) -> None:
@@ -305,12 +300,11 @@ async def test_barge_in_cancels_the_response_in_every_replica(server: Server) ->
             return await _until(ws, kind, events)
 
         await until("session.created")
-        await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-            "type": "message", "role": "user", "content": [{"type": "input_text", "text":
-                LONG_ANSWER_PROMPT}]}}))
-        # the answer must still be generating when the user cuts in: ask for a long one
+        # the answer must still be generating when the user cuts in: one that counts to forty
+        for item in long_answer.conversation_items():
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
         await ws.send(json.dumps({"type": "response.create",
-                                  "response": {"instructions": LONG_ANSWER_INSTRUCTIONS}}))
+                                  "response": {"instructions": long_answer.INSTRUCTIONS}}))
         first_audio = await until("response.output_audio.delta")
         rid = first_audio["response_id"]
         sender = asyncio.create_task(_paced(frames, lambda f: ws.send(json.dumps(
@@ -320,7 +314,8 @@ async def test_barge_in_cancels_the_response_in_every_replica(server: Server) ->
         trail = [(e["type"], e.get("response_id") or e.get("response", {}).get("id"))
                  for e in events[-40:]]
         assert done["response"]["id"] == rid, f"the long answer ended before the barge-in: {trail}"
-        assert done["response"]["status"] == "cancelled"
+        assert done["response"]["status"] == "cancelled", \
+            f"the count was not cut by the barge-in; it said {long_answer.said(done['response'])!r}"
         assert done["response"]["status_details"]["reason"] == "turn_detected"
         assert done["response"]["output"][0]["status"] == "incomplete"
         # the user's turn then goes on normally into a new response

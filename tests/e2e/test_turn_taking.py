@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import long_answer
 from tests.conformance import check_event
 from tests.e2e.conftest import Server
-from tests.e2e.test_spoken_turn import (
-    LONG_ANSWER_INSTRUCTIONS, LONG_ANSWER_PROMPT, TURN_TIMEOUT_S, _paced, _pcm_frames,
-)
-from tests.speech import DATA, clip, normalize, wer
+from tests.e2e.test_spoken_turn import TURN_TIMEOUT_S, _paced, _pcm_frames
+from tests.speech import DATA, clip, wer
 from voxserve.client import read_wav
 from voxserve.protocol.dialects import Dialect
 
@@ -137,18 +136,17 @@ async def test_voice_live_azure_semantic_vad_waits_through_a_mid_sentence_pause(
     _one_turn_across_the_pause(events, reference)
 
 
-async def _long_answer(c: GaConn) -> str:
-    """Start a long spoken answer; returns its response id once its first audio arrived."""
-    await c.say(LONG_ANSWER_PROMPT)
-    await c.conn.response.create(response={"instructions": LONG_ANSWER_INSTRUCTIONS})
-    return str((await c.until("response.output_audio.delta"))["response_id"])
+async def _start_counting(c: GaConn) -> None:
+    """Ask for the long answer of tests/long_answer.py: greedily, a count to forty in words."""
+    for item in long_answer.conversation_items():
+        await c.conn.conversation.item.create(item=item)
+    await c.conn.response.create(response={"instructions": long_answer.INSTRUCTIONS})
 
 
 async def test_a_backchannel_over_the_agent_does_not_cancel_it(server: Server) -> None:
     oh = read_wav(DATA / "backchannel" / "oh-allison.wav")  # a recorded "oh", about half a second
     async with ga(server, {"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}) as c:
-        await c.say(LONG_ANSWER_PROMPT)
-        await c.conn.response.create(response={"instructions": LONG_ANSWER_INSTRUCTIONS})
+        await _start_counting(c)
         rid = (await c.until("response.created"))["response"]["id"]
         # The "oh" starts with the answer, so it lands while the answer is surely in progress
         # (even a short one); from then on the answer is held and cannot finish unseen.
@@ -165,47 +163,42 @@ async def test_a_backchannel_over_the_agent_does_not_cancel_it(server: Server) -
     trail = c.kinds()[-30:]
     assert done["response"]["id"] == rid, trail
     assert done["response"]["status"] == "completed" or \
-        done["response"]["status_details"]["reason"] == "client_cancelled", done
+        done["response"]["status_details"]["reason"] == "client_cancelled", \
+        f"the backchannel ended the count: {done['response']['status_details']}, after " \
+        f"{long_answer.said(done['response'])!r}"
     assert "input_audio_buffer.committed" not in c.kinds(), trail
 
 
-_NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-                 "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-                 "eighteen", "nineteen", "twenty"]
-
-
-def _numbers(text: str) -> list[int]:
-    words = normalize(text)
-    return [_NUMBER_WORDS.index(w) + 1 for w in words if w in _NUMBER_WORDS]
+def _top(text: str) -> int:
+    return max(long_answer.numbers(text) or [0])
 
 
 async def test_truncate_cuts_what_the_llm_is_given(server: Server) -> None:
     async with ga(server, {"audio": {"input": {"turn_detection": None}}}) as c:
-        await _long_answer(c)  # the only response in flight here
-        # let it get well past "ten" in its text (or end), then stop it as a client would
+        await _start_counting(c)  # the only response in flight here
+        # let it get well past "ten" in its text, then stop it as a client would
         said = ""
-        while max(_numbers(said) or [0]) < 12:
+        while _top(said) < 12:
             ev = await c.until(("response.output_audio_transcript.delta", "response.done"))
-            if ev["type"] == "response.done":
-                break
+            assert ev["type"] != "response.done", \
+                f"the count ended before twelve: {long_answer.said(ev['response'])!r}"
             said += ev["delta"]
-        else:
-            await c.conn.response.cancel()
+        await c.conn.response.cancel()
         done = next((e for e in c.events if e["type"] == "response.done"), None) \
             or await c.until("response.done")
         item = done["response"]["output"][0]
         full = item["content"][0]["transcript"]
-        # Each spoken piece's transcript delta precedes its audio. The user heard up to "three"
-        # (past any "from one to one hundred" preamble): the audio sent before the next piece.
+        # Each spoken piece's transcript delta precedes its audio. The user heard up to "three":
+        # the audio sent before the next piece.
         audio_ms, text, heard_until = 0.0, "", None
         for e in c.events:
             if e["type"] == "response.output_audio.delta":
                 audio_ms += len(base64.b64decode(e["delta"])) / 48  # pcm16 at 24 kHz
             elif e["type"] == "response.output_audio_transcript.delta":
-                if max(_numbers(text) or [0]) >= 3 and heard_until is None:
+                if _top(text) >= 3 and heard_until is None:
                     heard_until = audio_ms
                 text += e["delta"]
-        assert heard_until is not None, text
+        assert heard_until is not None, f"no piece of the answer after 'three': {text!r}"
         probe = {"conversation": "none", "output_modalities": ["text"],
                  "max_output_tokens": 1, "instructions": "Repeat your last message.",
                  "input": [{"type": "item_reference", "id": item["id"]}]}
@@ -223,13 +216,26 @@ async def test_truncate_cuts_what_the_llm_is_given(server: Server) -> None:
         await c.conn.conversation.item.retrieve(item_id=item["id"])
         kept = (await c.until("conversation.item.retrieved"))["item"]["content"][0]["transcript"]
         after = await prompt_tokens()
-    heard = _numbers(kept)
-    assert heard and max(heard) < max(_numbers(full)), (kept, full)
+    heard = long_answer.numbers(kept)
+    assert heard and max(heard) < _top(full), \
+        f"truncation kept {kept!r} of {full!r}: not the heard part only"
     # the LLM now sees only what was heard: its prompt lost about the unheard words' tokens
     # (a small model's answer to "what did you say last?" is no reliable probe: it tends to
     # carry on counting from whatever is left)
     unheard_words = len(full.split()) - len(kept.split())
     assert after < before and before - after >= unheard_words // 2, (before, after, kept, full)
+
+
+# A tool result that makes the answer reading it long: on the packaged model the greedy answer to
+# it under FORECAST_INSTRUCTIONS is "The weather in Oslo is cloudy with a temperature of 17
+# degrees. On Monday, it will be light rain ..." through Sunday (142 tokens, checked by running
+# it). Asked to "describe a long forecast" from the bare current weather, it said one sentence.
+WEEK = {"temperature_c": 17, "sky": "cloudy", "forecast": (
+    "Monday: cloudy, 17 degrees. Tuesday: light rain, 15 degrees. Wednesday: heavy rain, "
+    "13 degrees. Thursday: sunny spells, 16 degrees. Friday: sunny, 19 degrees. Saturday: windy, "
+    "18 degrees. Sunday: showers, 14 degrees.")}
+FORECAST_INSTRUCTIONS = ("You are a weather presenter. Say the current weather, then read out the "
+                         "whole forecast, day by day.")
 
 
 async def test_a_tool_result_survives_a_barge_in(server: Server) -> None:
@@ -246,26 +252,27 @@ async def test_a_tool_result_survives_a_barge_in(server: Server) -> None:
         assert calls, called["response"]["output"]
         await c.conn.conversation.item.create(item={
             "type": "function_call_output", "call_id": calls[0]["call_id"],
-            "output": json.dumps({"temperature_c": 17, "sky": "cloudy"})})
+            "output": json.dumps(WEEK)})
         output_item = (await c.until("conversation.item.done"))["item"]
-        await c.conn.response.create(response={"tool_choice": "none", "instructions": (
-            "Report the weather the tool returned, then describe a long, detailed forecast for "
-            "the rest of the week, day by day.")})
+        await c.conn.response.create(response={"tool_choice": "none",
+                                               "instructions": FORECAST_INSTRUCTIONS})
         rid = (await c.until("response.created"))["response"]["id"]
-        # The user talks over the answer about the weather. The speech starts with the answer,
-        # so that a short answer cannot finish before the interruption is confirmed (600 ms).
+        # The user talks over the forecast. The speech starts with the answer, which runs for
+        # seconds after the 600 ms that confirm the interruption.
         sender = asyncio.create_task(c.stream(read_wav(wav), tail_s=1.0))
         cut = await c.until("response.done")
         assert cut["response"]["id"] == rid and cut["response"]["status"] == "cancelled", \
-            c.kinds()[-30:]
+            f"the forecast was not cut by the user's speech ({cut['response']['status']}): " \
+            f"{long_answer.said(cut['response'])!r}; last events {c.kinds()[-30:]}"
         await c.until("response.done")  # the answer to what the user said
         await sender
         await c.conn.conversation.item.retrieve(item_id=output_item["id"])
         kept = (await c.until("conversation.item.retrieved"))["item"]
-        await c.say("What temperature did the weather tool report for Oslo? Answer with the "
-                    "number only.")
+        await c.say("What is the temperature in Oslo right now, according to the weather tool? "
+                    "Answer with the number only.")
         await c.conn.response.create(response={"output_modalities": ["text"], "tool_choice": "none"})
         final = await c.until("response.done")
-    assert kept["type"] == "function_call_output" and "17" in kept["output"]
-    text = final["response"]["output"][0]["content"][0]["text"].lower()
-    assert re.search(r"\b17\b|seventeen", text), text
+    assert kept["type"] == "function_call_output" and "17" in kept["output"], kept
+    text = long_answer.said(final["response"]).lower()
+    assert re.search(r"\b17\b|seventeen", text), \
+        f"asked what the tool reported, the model said {text!r}"

@@ -268,6 +268,60 @@ def test_llm_tool_call_and_forced_choices(llm) -> None:
     asyncio.run(main())
 
 
+@pytest.fixture(scope="module")
+def reproducible_llm():
+    """The engine as the e2e server runs it: seed fixed, every request greedy. A small context
+    keeps the overflow test's prefill short."""
+    from voxserve.models.llamacpp_llm import LlamaCppEngine
+    engine = LlamaCppEngine(n_ctx=512, n_parallel=2, seed=1234, temperature=0.0)
+    yield engine
+    engine.close()
+
+
+def _text(deltas: list[LlmDelta]) -> str:
+    return "".join(d.text for d in deltas if d.kind == "text")
+
+
+def test_llm_seed_and_temperature_zero_give_the_same_answer_twice(reproducible_llm) -> None:
+    # a story: many near ties, where a cached prefix or a neighbour slot flips a greedy token
+    story = [{"role": "system", "content": "You are a storyteller."},
+             {"role": "user", "content": "Tell me a short story about a dragon."}]
+    request = ChatRequest(messages=story, temperature=1.2, max_tokens=32)  # the client asks to sample
+    body, _ = reproducible_llm._body(request, story)
+    assert body["temperature"] == 0.0 and body["seed"] == 1234 and body["cache_prompt"] is False
+
+    async def main() -> list[str]:
+        return [_text(await _collect(reproducible_llm, request)) for _ in range(2)]
+    first, second = asyncio.run(main())
+    assert first.strip() and first == second, (first, second)
+
+
+def test_llm_long_answer_prompt_counts_to_forty_greedily(reproducible_llm) -> None:
+    """The prompt the e2e tests use for a long answer (tests/long_answer.py) still gets it."""
+    from tests import long_answer
+
+    deltas = asyncio.run(_collect(reproducible_llm, ChatRequest(messages=long_answer.chat_messages())))
+    said = _text(deltas)
+    assert long_answer.counts_in_order(said), f"the greedy answer no longer counts to forty: {said!r}"
+    assert deltas[-1].finish_reason == "stop", deltas[-1]
+
+
+def test_llm_conversation_past_the_context_still_gets_an_answer(reproducible_llm, caplog) -> None:
+    paragraph = "The quick brown fox jumps over the lazy dog near the old stone bridge. " * 6
+    messages = [SYSTEM]
+    for i in range(20):  # ~4000 tokens against a 512-token context
+        messages += [{"role": "user", "content": f"Here is part {i} of my notes: {paragraph}"},
+                     {"role": "assistant", "content": f"Noted part {i}. {paragraph}"}]
+    messages.append({"role": "user", "content": "What is the capital of France?"})
+    with caplog.at_level("WARNING", logger="voxserve.models.llamacpp_llm"):
+        deltas = asyncio.run(_collect(reproducible_llm, ChatRequest(messages=messages, max_tokens=24)))
+    done = deltas[-1]
+    assert done.kind == "done" and done.finish_reason == "stop", deltas
+    assert 0 < done.prompt_tokens <= 512 - 24, done
+    assert "paris" in _text(deltas).lower(), _text(deltas)
+    assert any("oldest messages" in r.getMessage() for r in caplog.records), caplog.text
+
+
 # -- TTS -----------------------------------------------------------------------------------------
 
 def test_tts_audio_words_and_intelligibility(asr) -> None:

@@ -51,3 +51,12 @@ def test_serve_import_path_builds_the_graph_from_an_options_file() -> None:
     from voxserve.deployments.app import build_app
 
     assert isinstance(build_app({"options_file": str(ROOT / "cluster" / "gpu.yaml")}), Application)
+
+
+def test_llm_seed_and_temperature_override_are_off_by_default_and_validated() -> None:
+    opts = load_options()
+    assert opts.llm.seed is None and opts.llm.temperature is None
+    fixed = load_options(data={"llm": {"seed": 1234, "temperature": 0}})
+    assert fixed.llm.seed == 1234 and fixed.llm.temperature == 0.0
+    with pytest.raises(OptionsError, match="temperature"):
+        load_options(data={"llm": {"temperature": 3}})

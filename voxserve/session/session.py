@@ -187,7 +187,8 @@ class RealtimeSession:
         except Exception as exc:  # a bug or a model failure must not end the session
             log.exception("session %s: handling %s failed", self.id, event.type)
             await self._send_error(ProtocolError(ErrorCode.SERVER_ERROR,
-                                                 f"internal error handling {event.type}: {exc}",
+                                                 f"internal error handling {event.type}: "
+                                                 f"{str(exc)[:200]}",
                                                  type="server_error"), event.event_id)
 
     async def _send_error(self, err: ProtocolError, event_id: str | None = None) -> None:
