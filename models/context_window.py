@@ -44,6 +44,18 @@ class Tokenizer(Protocol):
     def decode(self, tokens: Sequence[int]) -> str: ...
 
 
+class ByteTokenizer:
+    """One token per UTF-8 byte: counts no lower than any byte-level tokenizer's, so a prompt it
+    fits also fits the model. The fallback when the model's own tokenizer cannot be reached; it
+    keeps less history than the real count would."""
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode())
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return bytes(tokens).decode(errors="ignore")  # a cut may split a character
+
+
 @dataclass(frozen=True)
 class FittedPrompt:
     """The messages to send and what was left out to make them fit (all zero: nothing)."""
@@ -177,4 +189,4 @@ def _cut(message: dict[str, Any], tokenizer: Tokenizer, limit: int,
     return out, len(tokens) - len(kept)
 
 
-__all__ = ["FittedPrompt", "Tokenizer", "fit_messages", "needs_fitting", "prompt_budget"]
+__all__ = ["ByteTokenizer", "FittedPrompt", "Tokenizer", "fit_messages", "needs_fitting", "prompt_budget"]

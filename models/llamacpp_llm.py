@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
-from .context_window import fit_messages, needs_fitting
+from .context_window import ByteTokenizer, fit_messages, needs_fitting
 from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
@@ -145,8 +145,13 @@ class LlamaCppEngine:
         if not needs_fitting(messages, n_ctx=self._n_ctx, max_tokens=max_tokens):
             return messages
         # tokenizing is an HTTP round trip (see _ServerTokenizer): off the event loop
-        fitted = await asyncio.to_thread(fit_messages, messages, self._tokenizer, n_ctx=self._n_ctx,
-                                         max_tokens=max_tokens)
+        try:
+            fitted = await asyncio.to_thread(fit_messages, messages, self._tokenizer,
+                                             n_ctx=self._n_ctx, max_tokens=max_tokens)
+        except (OSError, ValueError, KeyError) as exc:
+            # the side port failed: fit by bytes rather than send a prompt llama.cpp may refuse
+            log.warning("tokenizer port failed (%r); fitting the prompt by its bytes", exc)
+            fitted = fit_messages(messages, ByteTokenizer(), n_ctx=self._n_ctx, max_tokens=max_tokens)
         if fitted.changed:
             log.warning("context full: response %s: %s, to fit %d tokens with the answer",
                         request.request_id or "-", fitted.describe(), self._n_ctx)

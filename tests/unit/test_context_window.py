@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from voxserve.models.context_window import (
-    MESSAGE_OVERHEAD, fit_messages, needs_fitting, prompt_budget,
+    MESSAGE_OVERHEAD, ByteTokenizer, fit_messages, needs_fitting, prompt_budget,
 )
 
 pytestmark = pytest.mark.unit
@@ -105,3 +105,11 @@ def test_the_answer_room_is_capped_so_a_huge_max_tokens_keeps_the_conversation()
     msgs = _conversation(3, words=100) + [{"role": "user", "content": "More?"}]
     fitted = fit_messages(msgs, WordTokenizer(), n_ctx=4096, max_tokens=100_000)
     assert fitted.messages == msgs
+
+
+def test_the_byte_fallback_fits_by_an_upper_bound() -> None:
+    msgs = _conversation(40) + [{"role": "user", "content": "Gr\u00fc\u00dfe, what now?"}]
+    kept = fit_messages(msgs, ByteTokenizer(), n_ctx=1024, max_tokens=128).messages
+    assert kept[0] == msgs[0] and kept[-1] == msgs[-1]
+    assert sum(len(m["content"].encode()) + MESSAGE_OVERHEAD for m in kept) <= prompt_budget(1024, 128)
+    assert ByteTokenizer().decode(ByteTokenizer().encode("caf\u00e9")[:4]) == "caf"  # split character dropped
