@@ -95,8 +95,9 @@ def _audio(b64: str, param: str = "audio") -> bytes:
 
 
 def _audio_16k(b64: str, fmt: AudioFormat, param: str) -> np.ndarray:
+    data = _audio(b64, param)
     try:
-        return to_session_rate(b64decode_strict(b64), fmt)
+        return to_session_rate(data, fmt)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), param) from None
 

@@ -132,8 +132,9 @@ class Listener:
     def __init__(self, *, vad_factory: Callable[[], VadModel], vad: VadOptions,
                  max_buffer_seconds: float, decode: Decode, audio_p: AudioP | None,
                  tasks: TaskOwner, begin_turn: Callable[[float], Turn],
-                 on_heard: Callable[[Heard], Awaitable[None]],
+                 on_heard: Callable[[Heard], Awaitable[None]], session_id: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self._session_id = session_id  # carried by its log lines
         self.buffer = InputBuffer(max_buffer_seconds, clock=clock)
         self._vad_factory = vad_factory
         self._vad = vad
@@ -275,8 +276,8 @@ class Listener:
         result = None if decode.cancelled() else decode.result()
         text_ok = text_complete(result.text) if isinstance(result, Transcript) else None
         wait = required_silence_ms(waits, p, text_ok)
-        log.info("end_of_turn.judged audio_p=%s text_complete=%s wait_ms=%d judge_ms=%.0f",
-                 None if p is None else round(p, 3), text_ok, wait, (self._clock() - t0) * 1000)
+        log.info("end_of_turn.judged session=%s audio_p=%s text_complete=%s wait_ms=%d "
+                 "judge_ms=%.0f", self._session_id, None if p is None else round(p, 3), text_ok, wait, (self._clock() - t0) * 1000)
         scope.turn.set_attributes({"voxserve.eot.audio_p": -1.0 if p is None else p,
                                    "voxserve.eot.text_complete": str(text_ok),
                                    "voxserve.eot.wait_ms": wait})

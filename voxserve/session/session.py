@@ -82,12 +82,12 @@ class RealtimeSession:
         def config() -> SessionConfig:
             return self._config
         self.transcriber = Transcriber(pipeline, self.conversation, self.send,
-                                       TaskOwner(self._spawn), config, clock)
+                                       TaskOwner(self._spawn), config, self.id, clock)
         self.listener = Listener(
             vad_factory=vad_factory, vad=vad, max_buffer_seconds=session.max_buffer_seconds,
             decode=self.transcriber.decode, audio_p=threaded(eot_model),
             tasks=TaskOwner(self._spawn), begin_turn=self._begin_turn, on_heard=self._on_heard,
-            clock=clock)
+            session_id=self.id, clock=clock)
         self.responder = Responder(
             session_id=self.id, conversation=self.conversation, pipeline=pipeline, send=self.send,
             tasks=TaskOwner(self._spawn), observer=self.observer, config=config,

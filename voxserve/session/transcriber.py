@@ -35,8 +35,9 @@ log = logging.getLogger("voxserve.transcriber")
 class Transcriber:
     def __init__(self, pipeline: Pipeline, conversation: Conversation,
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
-                 config: Callable[[], SessionConfig],
+                 config: Callable[[], SessionConfig], session_id: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self._session_id = session_id  # carried by its log lines
         self._pipeline = pipeline
         self._conversation = conversation
         self._send = send
@@ -108,7 +109,7 @@ class Transcriber:
                                                          audio_seconds=result.audio_seconds))
 
     async def _failed(self, item: Item, future: asyncio.Future[str], exc: Exception) -> None:
-        log.warning("transcription of %s failed: %s", item.id, exc)
+        log.warning("session %s: transcription of %s failed: %s", self._session_id, item.id, exc)
         if not future.done():
             future.set_result("")
         detail = ErrorDetail(type="server_error", code="asr_failed",
