@@ -18,11 +18,24 @@ _STRICT = ConfigDict(extra="forbid")
 
 # OpenAI and Azure voice names clients send, mapped onto our TTS speakers. Only hibari's
 # "heart" ships inside the package, so every name maps to it by default; a deployment with more
-# voices edits this table.
+# voices edits this table. A name not in it falls back to `default_voice` with a warning, unless
+# `strict_voices` refuses it.
+_OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
+                  "shimmer", "verse", "marin", "cedar")
+# Voice Live `azure-realtime-native` voices (azure-ai-voicelive 1.3.1's enum)
+_NATIVE_VOICES = ("aarti", "andrew", "ava", "denise", "diya", "elsa", "florian", "francisca",
+                  "meera", "xiaoxiao", "yunxi", "ximena")
+# The en-US Azure neural voices the Voice Live docs and samples use, standard and HD
+_AZURE_EN_US = ("Ava", "Andrew", "Emma", "Brian", "Jenny", "Guy", "Aria", "Davis", "Jane",
+                "Jason", "Sara", "Tony", "Nancy", "Steffan", "Christopher", "Eric", "Michelle",
+                "Roger", "Ana", "Ashley", "Cora", "Elizabeth", "Monica", "Amber", "Brandon")
+_AZURE_HD_EN_US = ("Ava", "Andrew", "Emma", "Brian", "Adam", "Alloy", "Aria", "Davis", "Jenny",
+                   "Steffan", "Emma2", "Andrew2", "Andrew3", "Ava3")
 DEFAULT_VOICES: dict[str, str] = {name: "heart" for name in (
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
-    "heart", "en-US-AvaNeural", "en-US-Ava:DragonHDLatestNeural", "en-US-AndrewNeural",
-    "en-US-JennyNeural", "en-US-AriaNeural", "en-US-GuyNeural", "ava", "andrew",
+    "heart", *_OPENAI_VOICES, *_NATIVE_VOICES,
+    *(f"en-US-{n}Neural" for n in _AZURE_EN_US),
+    *(f"en-US-{n}MultilingualNeural" for n in ("Ava", "Andrew", "Emma", "Brian")),
+    *(f"en-US-{n}:DragonHDLatestNeural" for n in _AZURE_HD_EN_US),
 )}
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -126,6 +139,9 @@ class SessionOptions(BaseModel):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     voices: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICES))
     default_voice: str = "alloy"
+    # true: a voice name not in `voices` is refused (invalid_value); false: the session speaks
+    # with `default_voice` and the client gets a warning (Voice Live) or sees it in the echo
+    strict_voices: bool = False
     model_name: str = "voxserve-default"
     max_buffer_seconds: float = Field(120.0, gt=1)
     max_session_seconds: float = Field(3600.0, gt=10)

@@ -121,7 +121,7 @@ async def test_response_cancel_without_active_response_is_an_error_and_session_s
     ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty"),
     ('{"type": "conversation.item.retrieve", "item_id": "nope"}', "item_not_found"),
     ('{"type": "session.update", "session": {"type": "realtime", "bogus": 1}}', "unknown_parameter"),
-    ('{"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"voice": "nobody"}}}}', "invalid_value"),
+    ('{"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"voice": 7}}}}', "invalid_type"),
     ('{"type": "conversation.item.create", "item": {"type": "message", "content": []}}', "missing_required_parameter"),
 ])
 async def test_bad_client_messages_get_error_events(message: str, code: str) -> None:

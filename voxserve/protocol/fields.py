@@ -92,8 +92,10 @@ def _flat_modalities(raw: Any, info: ValidationInfo) -> bool:
 
 
 class VoiceChoice(NamedTuple):
-    name: str  # the client's name, known to the VoiceTable
+    name: str  # a name the VoiceTable knows: the client's, or the default it falls back to
     raw: dict[str, Any] | None  # the voice object as sent (Voice Live echoes it back), if one
+    requested: str | None = None  # the client's name when it was unknown and fell back
+    speed: float | None = None  # Voice Live prosody `rate`, as a TTS speed
 
 
 def _voice(raw: Any, info: ValidationInfo) -> VoiceChoice:
@@ -108,9 +110,38 @@ def _voice(raw: Any, info: ValidationInfo) -> VoiceChoice:
             raise refuse(ErrorCode.MISSING_REQUIRED_PARAMETER, "voice object needs a 'name'", ".name")
     if not isinstance(name, str):
         raise refuse(_INVALID_TYPE, "must be a voice name")
+    obj = raw if isinstance(raw, dict) else None
+    speed = _prosody_rate(obj.get("rate")) if obj is not None else None
     if name not in ctx.voices:
-        raise refuse(_INVALID_VALUE, ctx.voices.unknown(name))
-    return VoiceChoice(name, raw if isinstance(raw, dict) else None)
+        if ctx.voices.strict:
+            raise refuse(_INVALID_VALUE, ctx.voices.unknown(name))
+        return VoiceChoice(ctx.voices.default, obj, requested=name, speed=speed)
+    return VoiceChoice(name, obj, speed=speed)
+
+
+_RATE_WORDS = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25,
+               "x-fast": 1.5}
+
+
+def _prosody_rate(raw: Any) -> float | None:
+    """Voice Live's voice `rate` (SSML prosody: a multiplier "1.2", a change "+20%" / "-10%",
+    or a word "fast"), as the TTS speed it asks for, within what the TTS speaks well."""
+    if raw is None:
+        return None
+    text = str(raw).strip().lower()[:16]
+    try:
+        if text in _RATE_WORDS:
+            value = _RATE_WORDS[text]
+        elif text.endswith("%"):
+            value = 1.0 + float(text[:-1]) / 100.0
+        else:
+            value = float(text)
+    except ValueError:
+        raise refuse(_INVALID_VALUE, "rate must be a multiplier such as '1.2', a change such "
+                     "as '+20%', or one of " + ", ".join(_RATE_WORDS), ".rate") from None
+    if not 0.25 <= value <= 4.0:
+        raise refuse(_INVALID_VALUE, "rate must be between 0.25 and 4 times normal", ".rate")
+    return min(max(value, 0.25), 1.5)  # the range of GA `speed`
 
 
 def _boolean(raw: Any) -> bool:

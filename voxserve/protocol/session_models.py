@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
@@ -33,9 +33,34 @@ VOICE_LIVE_TURN_TYPES = frozenset({"azure_semantic_vad", "azure_semantic_vad_en"
 
 class EndOfUtterance(BaseModel):  # Voice Live
     model_config = _STRICT
-    model: str = Field("semantic_detection_v1", max_length=MAX_NAME_CHARS)
+    model: Literal["semantic_detection_v1", "semantic_detection_v1_en",
+                   "semantic_detection_v1_multilingual"] = "semantic_detection_v1"
     threshold_level: Literal["low", "medium", "high", "default"] = "default"
     timeout_ms: int = Field(1000, ge=0, le=_HOUR_MS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _how_to_shape(cls, data: Any) -> Any:
+        """Azure's how-to sends `threshold` (0-1) and `timeout` (seconds), the SDK
+        `threshold_level` and `timeout_ms`: both mean the same settings."""
+        if not isinstance(data, dict) or not ({"threshold", "timeout"} & data.keys()):
+            return data
+        data = dict(data)
+        threshold, timeout = data.pop("threshold", None), data.pop("timeout", None)
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                    or not 0 <= threshold <= 1:
+                raise refuse(ErrorCode.INVALID_VALUE, "threshold must be a number from 0 to 1",
+                             ".threshold")
+            data.setdefault("threshold_level", "low" if threshold < 1 / 3 else
+                            "medium" if threshold < 2 / 3 else "high")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                    or not 0 <= timeout <= _HOUR_MS / 1000:
+                raise refuse(ErrorCode.INVALID_VALUE, "timeout is in seconds, at most an hour",
+                             ".timeout")
+            data.setdefault("timeout_ms", round(timeout * 1000))
+        return data
 
 
 class TurnDetection(BaseModel):
@@ -139,10 +164,17 @@ class SessionConfig(BaseModel):
 
 
 class VoiceTable:
-    """Maps client voice names onto the TTS engine's speakers (configurable in options)."""
+    """Maps client voice names onto the TTS engine's speakers (configurable in options).
 
-    def __init__(self, table: dict[str, str]) -> None:
+    A name the table does not know is refused when `strict`; otherwise the session speaks with
+    the `default` voice and the client is told (a migrating app keeps working with its Azure or
+    custom voice name, in our voice)."""
+
+    def __init__(self, table: dict[str, str], default: str | None = None,
+                 strict: bool = True) -> None:
         self._table = {k.lower(): v for k, v in table.items()}
+        self.default = default if default is not None else next(iter(table), "")
+        self.strict = strict
 
     def resolve(self, name: str, param: str = "session.voice") -> str:
         speaker = self._table.get(name.lower())
@@ -154,6 +186,11 @@ class VoiceTable:
         """The message for a voice that is not in the table."""
         known = ", ".join(sorted(self._table))
         return f"voice {name[:MAX_NAME_CHARS]!r} is not available; choose one of: {known}"
+
+    def fallback_notice(self, name: str) -> str:
+        """The warning for a voice spoken with the default instead."""
+        return (f"voice {name[:MAX_NAME_CHARS]!r} is not served here; the session speaks with "
+                f"{self.default!r} instead")
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._table

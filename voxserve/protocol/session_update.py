@@ -4,15 +4,21 @@ GA nests audio settings (`audio.input.format`, `audio.output.voice`, `output_mod
 and Voice Live are flat (`input_audio_format`, `voice`, `modalities`). A payload field is named
 after the `SessionConfig` field it sets (its alias is the wire name), so the merge is generic:
 each field the client sent is applied, an absent one is left alone, and an explicit null clears
-where the field's validator says so (`turn_detection: null` turns VAD off). One bad field refuses
-the whole update. GA and beta refuse unknown fields; Voice Live warns about them, its convention.
+where the field's validator says so (`turn_detection: null` turns VAD off).
+
+Outcomes are per field (the rule is written out in docs/protocol.md): a field VoxServe implements
+takes effect; a known protocol field it does not implement (`noted`) is accepted with a notice; a
+malformed value is refused with an error naming it, and only that field is dropped. GA and beta
+refuse unknown fields that way; Voice Live warns about them, its convention.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo, model_validator,
+)
 
 from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
@@ -25,7 +31,7 @@ from voxserve.protocol.fields import (
 from voxserve.protocol.session_models import (
     VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig, TurnDetection, VoiceTable,
 )
-from voxserve.protocol.validation import nested, no_stray_exceptions, refuse, validated
+from voxserve.protocol.validation import error_of, nested, no_stray_exceptions, refuse
 
 _CONFIG_FIELDS = frozenset(SessionConfig.model_fields)
 _MAX_WARNINGS = 8
@@ -54,6 +60,12 @@ def _unavailable(what: str) -> PlainValidator:
     return PlainValidator(check)
 
 
+def _no_stored_prompts(raw: Any) -> None:
+    if raw is not None:
+        raise refuse(ErrorCode.INVALID_VALUE, "stored prompts do not exist on this server; send "
+                     "the prompt's text as `instructions`")
+
+
 def _realtime(raw: Any) -> str:
     if raw != "realtime":
         raise refuse(ErrorCode.INVALID_VALUE,
@@ -68,15 +80,18 @@ class _Section(BaseModel):
     """A payload or a part of one. Fields named after SessionConfig fields are merged into it."""
 
     model_config = ConfigDict(extra="forbid")
-    # Protocol fields that have no effect here yet, accepted and dropped: refusing them would
-    # break clients that echo back the session they were sent.
+    # Fields a client echoes back from `session.created` (ids, timestamps): dropped silently.
     ignored: ClassVar[frozenset[str]] = frozenset()
+    # Protocol fields this server knows but does not implement (yet), wire name -> why: accepted
+    # with a notice when set to anything but null (refusing them would throw away the rest of
+    # the update), and left out of the effective session the server echoes back.
+    noted: ClassVar[dict[str, str]] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _drop_ignored(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.ignored:
-            return {k: v for k, v in data.items() if k not in cls.ignored}
+        if isinstance(data, dict) and (cls.ignored or cls.noted):
+            return {k: v for k, v in data.items() if k not in cls.ignored and k not in cls.noted}
         return data
 
     def changes(self, current: SessionConfig) -> dict[str, Any]:
@@ -90,9 +105,33 @@ class _Section(BaseModel):
                 out[name] = value
         return out
 
+    @classmethod
+    def notices(cls, raw: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
+        """(message, param) for each noted field `raw` sets, in this section and below."""
+        out = [(f"'{key}' {why}; it was ignored", f"{prefix}.{key}")
+               for key, why in cls.noted.items() if raw.get(key) is not None]
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            sub = _section_type(field.annotation)
+            if sub is not None and isinstance(raw.get(key), dict):
+                out += sub.notices(raw[key], f"{prefix}.{key}")
+        return out
+
     def warnings(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
-        """(message, param) for the fields of `raw` accepted but ignored, sent as warnings."""
+        """(message, param) for unknown fields accepted and ignored (Voice Live's convention)."""
         return []
+
+
+def _section_type(annotation: Any) -> type[_Section] | None:
+    """The section class a field holds (`_Section | None`), or None for a leaf field."""
+    for arg in (annotation, *get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, _Section):
+            return arg
+    return None
+
+
+_NOISE = "noise reduction is not available on this server yet"
+_TRACING = "is set by the operator here (OpenTelemetry, one trace per turn)"
 
 
 class _Extensions(_Section):
@@ -108,7 +147,7 @@ class _GaAudioInput(_Section):
     input_format: GaFormat = Field(None, alias="format")
     transcription: InputTranscription | None = None
     turn_detection: TurnDetectionField = None
-    noise_reduction: Annotated[None, _unavailable("noise reduction")] = None
+    noted = {"noise_reduction": f"({_NOISE})"}
 
 
 class _GaAudioOutput(_Section):
@@ -125,8 +164,11 @@ class _GaAudio(_Section):
 class GaSessionUpdate(_Section):
     """GA's nested shape (`session.type` 'realtime')."""
 
-    ignored = frozenset({"tracing", "truncation", "prompt", "include", "parallel_tool_calls",
-                         "object", "id", "expires_at", "client_secret"})
+    ignored = frozenset({"object", "id", "expires_at", "client_secret"})
+    noted = {"tracing": _TRACING, "truncation": "is not implemented yet",
+             "include": "is not implemented yet", "parallel_tool_calls": "is not implemented yet",
+             "reasoning": "has no effect: the served model does not reason"}
+    prompt: Annotated[None, PlainValidator(_no_stored_prompts)] = None
     type: Annotated[str | None, PlainValidator(_realtime)] = None
     model: Name = None
     instructions: SessionInstructions = None
@@ -141,8 +183,10 @@ class GaSessionUpdate(_Section):
 class FlatSessionUpdate(_Section):
     """The flat shape of beta and Voice Live; Voice Live's own fields are in its subclass."""
 
-    ignored = frozenset({"parallel_tool_calls", "object", "id", "expires_at", "include",
-                         "metadata", "input_audio_transcription_ignored", "tool_choice_ignored"})
+    ignored = frozenset({"object", "id", "expires_at", "client_secret", "metadata",
+                         "input_audio_transcription_ignored", "tool_choice_ignored"})
+    noted = {"input_audio_noise_reduction": f"({_NOISE})", "tracing": _TRACING,
+             "include": "is not implemented yet", "parallel_tool_calls": "is not implemented yet"}
     model: Name = None
     instructions: SessionInstructions = None
     audio_output: FlatModalities = Field(None, alias="modalities")
@@ -158,18 +202,29 @@ class FlatSessionUpdate(_Section):
     voxserve: Extensions = None
 
 
+class BetaSessionUpdate(FlatSessionUpdate):
+    """Beta's flat shape: GA's output speed, at the top level."""
+
+    speed: Speed = None
+
+
 class VoiceLiveSessionUpdate(FlatSessionUpdate):
     """The flat shape with Voice Live's fields: each one below is Voice Live only."""
 
     # Voice Live: unknown fields get a warning. "ignore", not "allow": an extra named like a
     # field (`audio_output`, the name of `modalities`) would count as that field being set.
     model_config = ConfigDict(extra="ignore")
-    # Voice Live features this server does not have: a warning when set, never an error.
-    unsupported: ClassVar[frozenset[str]] = frozenset({
-        "input_audio_noise_reduction", "input_audio_echo_cancellation", "animation",
-        "output_audio_timestamp_types", "interim_response", "reasoning_effort", "agent"})
+    noted = {**FlatSessionUpdate.noted,
+             "input_audio_echo_cancellation": "(echo cancellation) is not available on this "
+                                              "server yet",
+             "animation": "(visemes, blendshapes) is not available on this server yet",
+             "output_audio_timestamp_types": "(word timestamps) is not available on this "
+                                             "server yet",
+             "interim_response": "is not available on this server yet",
+             "reasoning_effort": "has no effect: the served model does not reason"}
     input_audio_sampling_rate: Literal[8000, 16000, 24000] | None = None  # Voice Live
     avatar: Annotated[None, _unavailable("avatar rendering")] = None  # Voice Live
+    agent: Annotated[None, _unavailable("agent mode (a Foundry agent answering)")] = None
 
     def changes(self, current: SessionConfig) -> dict[str, Any]:
         out = super().changes(current)
@@ -177,55 +232,125 @@ class VoiceLiveSessionUpdate(FlatSessionUpdate):
         if rate is not None:  # applies to the format set here, or else to the current one
             encoding = out.get("input_format", current.input_format).encoding
             if encoding != "pcm16" and rate != 8000:
-                raise ProtocolError(ErrorCode.INVALID_VALUE, "G.711 input is always 8000 Hz",
-                                    "session.input_audio_sampling_rate")
+                raise _Refused(ErrorCode.INVALID_VALUE, "G.711 input is always 8000 Hz",
+                               ("input_audio_sampling_rate",))
             out["input_format"] = AudioFormat(encoding, rate)
         return out
 
     def warnings(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
-        known = {f.alias or name for name, f in type(self).model_fields.items()} | self.ignored
-        out = []
-        for key, value in raw.items():
-            if key in known:
-                continue
-            param = f"session.{key[:64]}"
-            if key not in self.unsupported:
-                out.append((f"unknown parameter '{param}' was ignored", param))
-            elif value is not None:
-                out.append((f"'{key}' is not supported by this server yet and was ignored", param))
-        if len(out) > _MAX_WARNINGS:  # one message, a handful of events: not one per field
-            rest = len(out) - _MAX_WARNINGS + 1
-            out[_MAX_WARNINGS - 1:] = [(f"{rest} more unknown or unsupported fields were ignored",
-                                        "session")]
-        return out
+        known = ({f.alias or name for name, f in type(self).model_fields.items()}
+                 | self.ignored | set(self.noted))
+        return [(f"unknown parameter 'session.{key[:64]}' was ignored", f"session.{key[:64]}")
+                for key in raw if key not in known]
+
+
+class _Refused(ProtocolError):
+    """A field refused after validation (by a rule across fields); `path` is its place in the
+    payload, so that it alone is dropped."""
+
+    def __init__(self, code: ErrorCode, message: str, path: tuple[str, ...]) -> None:
+        super().__init__(code, message, "session." + ".".join(path))
+        self.path = path
 
 
 class UpdateResult(BaseModel):
+    """What one `session.update` did: the new config, what it ignored, what it refused.
+
+    `warnings` are fields accepted without effect: Voice Live clients get a `warning` each,
+    the OpenAI dialects (whose clients do not know `warning`) see the effective value in the
+    `session.updated` echo. `errors` are the fields refused, each dropped alone; the rest of
+    the update took effect unless `applied` is false (nothing valid was left)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
     config: SessionConfig
     warnings: list[tuple[str, str]] = Field(default_factory=list)  # (message, param)
+    errors: list[ProtocolError] = Field(default_factory=list)
+    applied: bool = True
 
 
 _PAYLOADS: dict[Dialect, type[_Section]] = {
-    Dialect.GA: GaSessionUpdate, Dialect.BETA: FlatSessionUpdate,
+    Dialect.GA: GaSessionUpdate, Dialect.BETA: BetaSessionUpdate,
     Dialect.VOICE_LIVE: VoiceLiveSessionUpdate,
 }
 
 
 def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
                  voices: VoiceTable, audio_started: bool) -> UpdateResult:
-    """`current` with the client's `session` applied, or a ProtocolError naming the bad field;
-    `current` itself is never changed."""
+    """`current` with the client's `session` applied field by field; `current` itself is never
+    changed. A malformed field is refused alone (an error naming it) and the rest applies."""
     with no_stray_exceptions("session.update"):
         if not isinstance(raw, dict):
             raise ProtocolError(ErrorCode.INVALID_TYPE, "session must be an object", "session")
-        update = validated(_PAYLOADS[dialect], raw, "session", PayloadContext(dialect, voices))
-        changes = update.changes(current)
+        model = _PAYLOADS[dialect]
+        context = PayloadContext(dialect, voices)
+        errors: list[ProtocolError] = []
+        payload = raw
+        # Each pass drops every field pydantic refused; a handful of passes covers a refusal
+        # that only shows once another field is gone (a cross-field rule).
+        for _ in range(_MAX_PASSES):
+            try:
+                update = model.model_validate(payload, context=context)
+                changes = update.changes(current)
+                break
+            except ValidationError as exc:
+                refused = [(error_of(err, "session"), _field_path(model, err["loc"]))
+                           for err in exc.errors()]
+            except _Refused as exc:
+                refused = [(exc, exc.path)]
+            if any(not path for _, path in refused):
+                raise refused[0][0]  # the payload as a whole is wrong
+            errors += [err for err, _ in refused]
+            for _, path in refused:
+                payload = _without(payload, path)
+        else:
+            raise errors[0]
+        voice_param = "session.audio.output.voice" if dialect is Dialect.GA else "session.voice"
+        notices = model.notices(raw, "session") + update.warnings(raw)
         choice: VoiceChoice | None = changes.pop("voice", None)
-        if choice is not None:
-            if audio_started and choice.name != current.voice:
-                param = "session.audio.output.voice" if dialect is Dialect.GA else "session.voice"
-                raise ProtocolError(ErrorCode.INVALID_VALUE,
-                                    "voice cannot change once the session has produced audio", param)
+        if choice is not None and audio_started and choice.name != current.voice:
+            errors.append(ProtocolError(ErrorCode.INVALID_VALUE, "voice cannot change once the "
+                                        "session has produced audio", voice_param))
+        elif choice is not None:
             changes.update(voice=choice.name, voice_raw=choice.raw)
+            if choice.speed is not None:
+                changes["speed"] = choice.speed
+            if choice.requested is not None:
+                notices.append((voices.fallback_notice(choice.requested), voice_param))
+        if len(notices) > _MAX_WARNINGS:  # one message, a handful of events: not one per field
+            rest = len(notices) - _MAX_WARNINGS + 1
+            notices[_MAX_WARNINGS - 1:] = [(f"{rest} more unknown or unsupported fields were "
+                                            "ignored", "session")]
+        if len(errors) > _MAX_WARNINGS:
+            rest = len(errors) - _MAX_WARNINGS + 1
+            errors[_MAX_WARNINGS - 1:] = [ProtocolError(
+                errors[-1].code, f"{rest} more fields were refused", "session")]
         config = current.model_copy(deep=True, update=changes)
-        return UpdateResult(config=config, warnings=update.warnings(raw))
+        return UpdateResult(config=config, warnings=notices, errors=errors,
+                            applied=bool(changes) or not errors)
+
+
+_MAX_PASSES = 4
+
+
+def _field_path(model: type[_Section], loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """The payload keys down to the refused field: into sections, and no further."""
+    path: list[str] = []
+    cls: type[_Section] | None = model
+    for part in loc:
+        if cls is None or not isinstance(part, str):
+            break
+        path.append(part)
+        field = next((f for n, f in cls.model_fields.items() if (f.alias or n) == part), None)
+        cls = _section_type(field.annotation) if field is not None else None
+    return tuple(path)
+
+
+def _without(payload: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `payload` without the field at `path` (the client's dict is left alone)."""
+    out = dict(payload)
+    head, *rest = path
+    if not rest:
+        out.pop(head, None)
+    elif isinstance(out.get(head), dict):
+        out[head] = _without(out[head], tuple(rest))
+    return out

@@ -71,7 +71,11 @@ _WHAT = {ErrorCode.INVALID_TYPE: "invalid type for", ErrorCode.UNKNOWN_PARAMETER
 
 def _first_error(exc: ValidationError) -> tuple[ErrorCode, str, str]:
     """The first pydantic error as (code, location relative to the model, detail)."""
-    err = exc.errors()[0]
+    return _describe(exc.errors()[0])
+
+
+def _describe(err: Any) -> tuple[ErrorCode, str, str]:
+    """One pydantic error as (code, location relative to the model, detail)."""
     # a client's key can be long (an unknown field): the param echoes at most 64 characters of it
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{str(p)[:64]}" for p in err["loc"])
     loc += (err.get("ctx") or {}).get("at", "")
@@ -91,7 +95,12 @@ def _first_error(exc: ValidationError) -> tuple[ErrorCode, str, str]:
 
 def validation_error(exc: ValidationError, prefix: str) -> ProtocolError:
     """The first pydantic error as a protocol error naming the offending parameter."""
-    code, loc, detail = _first_error(exc)
+    return error_of(exc.errors()[0], prefix)
+
+
+def error_of(err: Any, prefix: str) -> ProtocolError:
+    """One pydantic error (an item of `ValidationError.errors()`) as a protocol error."""
+    code, loc, detail = _describe(err)
     param = f"{prefix}{loc}"
     message = f"{_WHAT.get(code, 'invalid value for')} '{param}'" + (f": {detail}" if detail else "")
     return ProtocolError(code, message, param)

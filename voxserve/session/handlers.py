@@ -7,6 +7,7 @@ server events. A `ProtocolError` raised here becomes an `error` event; the sessi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -55,8 +56,12 @@ class SessionContext(Protocol):
 
     async def send(self, event: ServerEvent) -> None: ...
 
+    async def send_error(self, err: ProtocolError, event_id: str | None = None) -> None: ...
+
 
 E = TypeVar("E", bound=ce._ClientEvent)
+log = logging.getLogger("voxserve.session")
+
 Handler = Callable[[SessionContext, Any], Awaitable[None]]
 
 
@@ -109,10 +114,17 @@ def _audio_16k(b64: str, fmt: AudioFormat, param: str) -> np.ndarray:
 async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None:
     result = apply_update(ctx.config, ev.session, ctx.dialect, ctx.voices,
                           ctx.responder.audio_produced)
-    ctx.apply_config(result.config)
+    for err in result.errors:  # each refused field alone; the rest of the update applies
+        await ctx.send_error(err, ev.event_id)
     for message, param in result.warnings:
-        await ctx.send(WarningEvent(warning=WarningDetail(message=message, code="unsupported",
-                                                          param=param)))
+        if ctx.dialect is Dialect.VOICE_LIVE:
+            await ctx.send(WarningEvent(warning=WarningDetail(message=message, code="unsupported",
+                                                              param=param)))
+        else:  # OpenAI clients know no `warning`: the echo below shows the effective value
+            log.info("session %s: %s (%s)", ctx.id, message, param)
+    if not result.applied:
+        return
+    ctx.apply_config(result.config)
     await ctx.send(SessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
                                        config=ctx.config))
 

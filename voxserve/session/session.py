@@ -68,7 +68,7 @@ class RealtimeSession:
         self._pipeline = pipeline
         self._clock = clock
         self._turn_attributes = {f"voxserve.{k}_model": v for k, v in (model_names or {}).items()}
-        self.voices = VoiceTable(session.voices)
+        self.voices = VoiceTable(session.voices, session.default_voice, session.strict_voices)
         self._config = SessionConfig(model=model or session.model_name,
                                      voice=session.default_voice)
         self.expires_at = int(time.time() + session.max_session_seconds)
@@ -165,17 +165,17 @@ class RealtimeSession:
 
     async def handle_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
-            await self._send_error(ProtocolError(
+            await self.send_error(ProtocolError(
                 ErrorCode.INVALID_JSON, "binary frames are not part of the protocol; send JSON "
                 "text frames with base64 audio"))
             return
         try:
             event = ce.parse_client_event(message)
         except ce.ParsedError as err:
-            await self._send_error(err, err.event_id)
+            await self.send_error(err, err.event_id)
             return
         if event.voice_live_only and self.dialect is not Dialect.VOICE_LIVE:
-            await self._send_error(ProtocolError(
+            await self.send_error(ProtocolError(
                 ErrorCode.UNKNOWN_EVENT_TYPE,
                 f"{event.type} is a Voice Live event; connect to /voice-live/realtime", "type"),
                 event.event_id)
@@ -183,15 +183,15 @@ class RealtimeSession:
         try:
             await router.dispatch(self, event)
         except ProtocolError as err:
-            await self._send_error(err, event.event_id)
+            await self.send_error(err, event.event_id)
         except Exception as exc:  # a bug or a model failure must not end the session
             log.exception("session %s: handling %s failed", self.id, event.type)
-            await self._send_error(ProtocolError(ErrorCode.SERVER_ERROR,
+            await self.send_error(ProtocolError(ErrorCode.SERVER_ERROR,
                                                  f"internal error handling {event.type}: "
                                                  f"{str(exc)[:200]}",
                                                  type="server_error"), event.event_id)
 
-    async def _send_error(self, err: ProtocolError, event_id: str | None = None) -> None:
+    async def send_error(self, err: ProtocolError, event_id: str | None = None) -> None:
         self.observer.error(str(err.code))
         log.info("error session=%s code=%s param=%s message=%s", self.id, err.code, err.param,
                  err.message)
@@ -205,7 +205,7 @@ class RealtimeSession:
 
     async def _expire(self, transport: Transport) -> None:
         await asyncio.sleep(max(0.0, self.expires_at - time.time()))
-        await self._send_error(ProtocolError(ErrorCode.SESSION_EXPIRED,
+        await self.send_error(ProtocolError(ErrorCode.SESSION_EXPIRED,
                                              "the session reached its maximum duration"))
         await asyncio.sleep(0.5)  # let the writer flush the error before the close frame
         await transport.close(1000, "session expired")

@@ -1,0 +1,166 @@
+"""session.update outcomes field by field: implemented fields apply, known unimplemented ones are
+accepted with a notice, a malformed one is refused alone (docs/protocol.md, "Field outcomes")."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conformance import check_event
+from tests.unit.fakes import start_session
+from tests.unit.refusals import refused
+from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.session_config import SessionConfig, VoiceTable, apply_update, render_session
+
+pytestmark = pytest.mark.unit
+
+GA, BETA, VL = Dialect.GA, Dialect.BETA, Dialect.VOICE_LIVE
+VOICES = VoiceTable({"alloy": "heart", "en-US-AvaNeural": "heart"}, default="alloy", strict=False)
+STRICT = VoiceTable({"alloy": "heart"}, default="alloy", strict=True)
+TOOL = {"type": "function", "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+# What a Voice Live app's first update typically holds (Azure's how-to and the SDK samples).
+VOICE_LIVE_FIRST_UPDATE: dict[str, Any] = {
+    "modalities": ["text", "audio"],
+    "instructions": "You are a helpful agent for a bank.",
+    "voice": {"name": "es-MX-DaliaNeural", "type": "azure-standard", "temperature": 0.8,
+              "rate": "+10%"},
+    "input_audio_sampling_rate": 24000,
+    "input_audio_noise_reduction": {"type": "azure_deep_noise_suppression"},
+    "input_audio_echo_cancellation": {"type": "server_echo_cancellation"},
+    "input_audio_transcription": {"model": "azure-speech", "language": "es-MX"},
+    "turn_detection": {"type": "azure_semantic_vad", "threshold": 0.3, "prefix_padding_ms": 200,
+                       "silence_duration_ms": 200, "remove_filler_words": False,
+                       "end_of_utterance_detection": {"model": "semantic_detection_v1",
+                                                      "threshold": 0.01, "timeout": 2}},
+    "tools": [TOOL], "tool_choice": "auto",
+}
+
+
+def test_a_voice_live_first_update_keeps_all_it_can_and_warns_about_the_rest() -> None:
+    result = apply_update(SessionConfig(), VOICE_LIVE_FIRST_UPDATE, VL, VOICES, False)
+    assert result.errors == [] and result.applied
+    cfg = result.config
+    assert cfg.instructions.startswith("You are a helpful agent")
+    assert [t.name for t in cfg.tools] == ["get_weather"]
+    assert cfg.turn_detection is not None and cfg.turn_detection.type == "azure_semantic_vad"
+    eou = cfg.turn_detection.end_of_utterance_detection
+    # Azure's how-to shape (threshold, timeout in seconds) maps onto the SDK's
+    assert eou is not None and (eou.threshold_level, eou.timeout_ms) == ("low", 2000)
+    assert cfg.transcription is not None and cfg.transcription.language is not None
+    assert cfg.voice == "alloy" and cfg.speed == pytest.approx(1.1)  # fallback voice, its rate
+    params = {p for _, p in result.warnings}
+    assert params == {"session.input_audio_noise_reduction",
+                      "session.input_audio_echo_cancellation", "session.voice"}
+    assert any("es-MX-DaliaNeural" in m for m, _ in result.warnings)
+
+
+def test_livekit_beta_first_update_with_null_noise_reduction_applies_whole() -> None:
+    # livekit-plugins-openai sends this null in every first beta update
+    raw = {"instructions": "be brief", "voice": "alloy", "input_audio_format": "pcm16",
+           "input_audio_noise_reduction": None, "turn_detection": {"type": "server_vad"},
+           "speed": 1.2, "tracing": None, "tool_choice": "auto", "temperature": 0.8}
+    result = apply_update(SessionConfig(), raw, BETA, VOICES, False)
+    assert result.errors == [] and result.warnings == []
+    assert result.config.instructions == "be brief" and result.config.speed == 1.2
+
+
+def test_a_malformed_field_is_dropped_alone_and_named() -> None:
+    result = apply_update(SessionConfig(), {"instructions": "new", "input_audio_format": "mp3",
+                                            "voice": "en-US-AvaNeural"}, BETA, VOICES, False)
+    assert [e.param for e in result.errors] == ["session.input_audio_format"]
+    assert result.config.instructions == "new" and result.config.voice == "en-US-AvaNeural"
+    assert result.config.input_format == SessionConfig().input_format
+    # inside a section: only the bad leaf goes, its siblings apply
+    result = apply_update(SessionConfig(), {"type": "realtime", "audio": {"input": {
+        "format": {"type": "audio/mp3"}, "turn_detection": None}}}, GA, VOICES, False)
+    assert [e.param for e in result.errors] == ["session.audio.input.format.type"]
+    assert result.config.turn_detection is None
+    # several bad fields: each named, the good one applies
+    result = apply_update(SessionConfig(), {"temperature": 9, "modalities": ["video"],
+                                            "instructions": "kept"}, BETA, VOICES, False)
+    assert {e.param for e in result.errors} == {"session.temperature", "session.modalities"}
+    assert result.config.instructions == "kept"
+
+
+def test_an_update_with_nothing_valid_changes_nothing() -> None:
+    result = apply_update(SessionConfig(instructions="old"), {"temperature": "hot"}, BETA,
+                          VOICES, False)
+    assert not result.applied and result.config.instructions == "old"
+
+
+def test_ga_known_fields_without_effect_are_accepted_and_the_echo_shows_the_effective_value() -> None:
+    raw = {"type": "realtime", "instructions": "hi", "tracing": "auto",
+           "truncation": {"type": "retention_ratio", "retention_ratio": 0.5},
+           "reasoning": {"effort": "low"}, "include": ["item.input_audio_transcription.logprobs"],
+           "audio": {"input": {"noise_reduction": {"type": "near_field"}}}}
+    result = apply_update(SessionConfig(), raw, GA, VOICES, False)
+    assert result.errors == [] and result.config.instructions == "hi"
+    assert {p for _, p in result.warnings} == {
+        "session.tracing", "session.truncation", "session.reasoning", "session.include",
+        "session.audio.input.noise_reduction"}
+    echo = render_session(result.config, GA, "s", 1)
+    assert echo["audio"]["input"]["noise_reduction"] is None
+
+
+def test_ga_stored_prompts_are_refused_alone() -> None:
+    err = refused(apply_update, SessionConfig(), {"type": "realtime", "instructions": "x",
+                                                  "prompt": {"id": "pmpt_123"}}, GA, VOICES, False)
+    assert err.param == "session.prompt" and "instructions" in err.message
+    assert apply_update(SessionConfig(), {"prompt": None}, GA, VOICES, False).errors == []
+
+
+def test_unknown_voices_fall_back_unless_strict() -> None:
+    result = apply_update(SessionConfig(), {"voice": "fr-FR-DeniseNeural"}, BETA, VOICES, False)
+    assert result.config.voice == "alloy"
+    assert result.warnings == [(VOICES.fallback_notice("fr-FR-DeniseNeural"), "session.voice")]
+    err = refused(apply_update, SessionConfig(), {"voice": "fr-FR-DeniseNeural"}, BETA, STRICT,
+                  False)
+    assert err.code == "invalid_value" and err.param == "session.voice"
+
+
+def test_voice_live_prosody_rate_sets_the_speed() -> None:
+    for rate, speed in (("1.2", 1.2), ("-20%", 0.8), ("fast", 1.25), ("x-slow", 0.5)):
+        cfg = apply_update(SessionConfig(), {"voice": {"name": "alloy", "type": "azure-standard",
+                                                       "rate": rate}}, VL, VOICES, False).config
+        assert cfg.speed == pytest.approx(speed), rate
+    err = refused(apply_update, SessionConfig(), {"voice": {"name": "alloy", "rate": "warp"}},
+                  VL, VOICES, False)
+    assert err.param == "session.voice.rate"
+
+
+def test_voice_live_agent_mode_is_refused_clearly() -> None:
+    err = refused(apply_update, SessionConfig(), {"agent": {"name": "my-agent"},
+                                                  "instructions": "x"}, VL, VOICES, False)
+    assert err.param == "session.agent" and "agent mode" in err.message
+
+
+async def test_the_session_sends_each_refusal_then_the_update_it_applied() -> None:
+    session, tr, _, task = await start_session(GA)
+    tr.push({"type": "session.update", "event_id": "u1", "session": {
+        "type": "realtime", "instructions": "applied", "temperature": 0.5,
+        "audio": {"input": {"noise_reduction": {"type": "far_field"}}}}})
+    updated = await tr.wait_for("session.updated")
+    err = next(e for e in tr.sent if e["type"] == "error")
+    # GA has no session temperature: refused alone, with the event's id
+    assert err["error"]["param"] == "session.temperature" and err["error"]["event_id"] == "u1"
+    assert updated["session"]["instructions"] == "applied"
+    assert "warning" not in tr.types()  # OpenAI clients do not know the event
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+    for event in tr.sent:
+        check_event(event, GA)
+
+
+async def test_voice_live_gets_a_warning_per_ignored_field() -> None:
+    session, tr, _, task = await start_session(VL)
+    tr.push({"type": "session.update", "session": VOICE_LIVE_FIRST_UPDATE})
+    await tr.wait_for("session.updated")
+    warned = {e["warning"]["param"] for e in tr.sent if e["type"] == "warning"}
+    assert "session.input_audio_echo_cancellation" in warned and "session.voice" in warned
+    assert "error" not in tr.types()
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
