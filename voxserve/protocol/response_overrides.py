@@ -2,24 +2,28 @@
 
 The client's `response` object may override the modalities, voice, instructions, tools, token
 limit and (beta / Voice Live) temperature of one response, run it out of the conversation
-(`conversation: "none"`), give it explicit `input` items and tag it with `metadata`. Voice Live
-also sends `additional_instructions` beside `response`, and `cancel_previous` (default true)
-inside it. Validators are the ones `session.update` uses (`fields`); unknown fields are ignored,
-as the reference services ignore them. Merging with the session's config is the session's job:
+(`conversation: "none"`), give it explicit `input` items, its own output audio format, and tag
+it with `metadata`. Voice Live also sends `additional_instructions` beside `response`, and inside
+it `cancel_previous` (default true), `commit` (false: out of the conversation),
+`append_input_items` (added to the conversation first) and `pre_generated_assistant_message`
+(spoken as written, no LLM call). Validators are the ones `session.update` uses (`fields`).
+Known fields without effect here and unknown fields are accepted and reported as `notices`
+(Voice Live turns them into warnings). Merging with the session's config is the session's job:
 here `None` means "not overridden".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
+from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    Boolean, FlatModalities, GaModalities, Instructions, MaxTokens, Name, PayloadContext,
+    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, MaxTokens, Name, PayloadContext,
     Temperature, ToolChoiceField, Tools, Voice,
 )
 from voxserve.protocol.items import Item, ItemReference, parse_client_item
@@ -46,6 +50,12 @@ class ResponseOverrides:
     input: list[Item | ItemReference] | None = None  # explicit context instead of the conversation
     metadata: dict[str, str] | None = None
     cancel_previous: bool = False  # Voice Live: a new response replaces the active one
+    output_format: AudioFormat | None = None
+    append_items: list[Item] | None = None  # Voice Live: added to the conversation first
+    verbatim: str | None = None  # Voice Live pre-generated message: spoken as written
+    voice_requested: str | None = None  # an unknown voice name that fell back to the default
+    speed: float | None = None  # Voice Live voice `rate`
+    notices: tuple[tuple[str, str], ...] = ()  # (message, param): accepted, without effect
 
 
 def _array(raw: Any) -> list[Any]:
@@ -76,6 +86,8 @@ class _Response(BaseModel):
     """The fields every dialect shares."""
 
     model_config = ConfigDict(extra="ignore")
+    # protocol fields without effect here, wire name -> why (a notice when not null)
+    noted: ClassVar[dict[str, str]] = {}
     instructions: Instructions | None = None  # null: the session's
     tools: Tools = None  # null: no tools for this response
     tool_choice: ToolChoiceField = None
@@ -91,6 +103,7 @@ class _Response(BaseModel):
 class _GaAudioOutput(BaseModel):
     model_config = ConfigDict(extra="ignore")
     voice: Voice | None = None
+    format: GaFormat = None
 
 
 class _GaAudio(BaseModel):
@@ -99,6 +112,9 @@ class _GaAudio(BaseModel):
 
 
 class _GaResponse(_Response):
+    noted = {"reasoning": "has no effect: the served model does not reason",
+             "include": "is not implemented yet", "prompt": "(stored prompts) does not exist "
+             "on this server; send instructions"}
     audio_output: GaModalities = Field(None, alias="output_modalities")
     audio: _GaAudio | None = None
 
@@ -107,10 +123,16 @@ class _FlatResponse(_Response):
     audio_output: FlatModalities = Field(None, alias="modalities")
     voice: Voice | None = None  # null: the session's
     temperature: Temperature = None
+    output_audio_format: FlatOutputFormat = None
 
 
 class _VoiceLiveResponse(_FlatResponse):
+    noted = {"interim_response": "is not available on this server yet",
+             "reasoning_effort": "has no effect: the served model does not reason"}
     cancel_previous: Boolean | None = None  # Voice Live; null or absent: true
+    commit: Boolean | None = None  # false: the output stays out of the conversation
+    append_input_items: _Entries = None
+    pre_generated_assistant_message: dict[str, Any] | None = None
 
 
 _PAYLOADS: dict[Dialect, type[_Response]] = {
@@ -128,15 +150,17 @@ def parse_response_overrides(raw: dict[str, Any] | None, dialect: Dialect, voice
             raw = {}
         if not isinstance(raw, dict):
             raise ProtocolError(ErrorCode.INVALID_TYPE, "response must be an object", "response")
-        p = validated(_PAYLOADS[dialect], raw, "response", PayloadContext(dialect, voices))
-        voice = None
-        if isinstance(p, _GaResponse):
-            voice = p.audio.output.voice if p.audio and p.audio.output else None
+        model = _PAYLOADS[dialect]
+        p = validated(model, raw, "response", PayloadContext(dialect, voices))
+        voice = fmt = None
+        if isinstance(p, _GaResponse) and p.audio and p.audio.output:
+            voice, fmt = p.audio.output.voice, p.audio.output.format
         elif isinstance(p, _FlatResponse):
-            voice = p.voice
+            voice, fmt = p.voice, p.output_audio_format
         limit = p.max_output_tokens
         if p.max_response_output_tokens is not None:
             limit = p.max_response_output_tokens
+        vl = p if isinstance(p, _VoiceLiveResponse) else None
         return ResponseOverrides(
             audio_output=getattr(p, "audio_output", None),
             voice=voice.name if voice is not None else None,
@@ -144,11 +168,51 @@ def parse_response_overrides(raw: dict[str, Any] | None, dialect: Dialect, voice
             additional_instructions=_additional(additional_instructions, dialect),
             tools=p.tools, tool_choice=p.tool_choice, max_output_tokens=limit,
             temperature=p.temperature if isinstance(p, _FlatResponse) else None,
-            in_conversation=p.conversation != "none",
+            in_conversation=p.conversation != "none" and not (vl and vl.commit is False),
             input=_input(p),
             metadata=p.metadata,
-            cancel_previous=(isinstance(p, _VoiceLiveResponse) and p.cancel_previous is not False),
+            cancel_previous=vl is not None and vl.cancel_previous is not False,
+            output_format=fmt,
+            append_items=_append_items(vl),
+            verbatim=_verbatim(vl),
+            voice_requested=voice.requested if voice is not None else None,
+            speed=voice.speed if voice is not None else None,
+            notices=_notices(model, raw, dialect),
         )
+
+
+def _notices(model: type[_Response], raw: dict[str, Any], dialect: Dialect
+             ) -> tuple[tuple[str, str], ...]:
+    """Fields accepted without effect: the noted ones set, and (Voice Live) unknown ones. The
+    OpenAI dialects ignore unknown fields of `response`, as the reference services do."""
+    out = [(f"'{k}' {why}; it was ignored", f"response.{k}")
+           for k, why in model.noted.items() if raw.get(k) is not None]
+    if dialect is Dialect.VOICE_LIVE:
+        known = {f.alias or n for n, f in model.model_fields.items()} | set(model.noted)
+        out += [(f"unknown parameter 'response.{k[:64]}' was ignored", f"response.{k[:64]}")
+                for k in raw if k not in known]
+    return tuple(out[:8])
+
+
+def _append_items(p: _VoiceLiveResponse | None) -> list[Item] | None:
+    if p is None or p.append_input_items is None:
+        return None
+    return [parse_client_item(entry, f"response.append_input_items[{i}]")
+            for i, entry in enumerate(p.append_input_items)]
+
+
+def _verbatim(p: _VoiceLiveResponse | None) -> str | None:
+    """The text of Voice Live's `pre_generated_assistant_message` (an assistant message item)."""
+    if p is None or p.pre_generated_assistant_message is None:
+        return None
+    param = "response.pre_generated_assistant_message"
+    item = parse_client_item({"type": "message", "role": "assistant",
+                              **p.pre_generated_assistant_message}, param)
+    text = " ".join(part.text or part.transcript or "" for part in item.content).strip()
+    if item.role != "assistant" or not text:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, "must be an assistant message with text",
+                            param)
+    return text
 
 
 def _additional(text: str | None, dialect: Dialect) -> str | None:

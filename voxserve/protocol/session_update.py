@@ -80,7 +80,9 @@ class _Section(BaseModel):
     """A payload or a part of one. Fields named after SessionConfig fields are merged into it."""
 
     model_config = ConfigDict(extra="forbid")
-    # Fields a client echoes back from `session.created` (ids, timestamps): dropped silently.
+    # Fields dropped silently: what a client echoes back from `session.created` (ids,
+    # timestamps), and `parallel_tool_calls`, which both values already describe (a response
+    # makes at most one call per step: "may call several" and "one at a time" both hold).
     ignored: ClassVar[frozenset[str]] = frozenset()
     # Protocol fields this server knows but does not implement (yet), wire name -> why: accepted
     # with a notice when set to anything but null (refusing them would throw away the rest of
@@ -164,9 +166,9 @@ class _GaAudio(_Section):
 class GaSessionUpdate(_Section):
     """GA's nested shape (`session.type` 'realtime')."""
 
-    ignored = frozenset({"object", "id", "expires_at", "client_secret"})
+    ignored = frozenset({"object", "id", "expires_at", "client_secret", "parallel_tool_calls"})
     noted = {"tracing": _TRACING, "truncation": "is not implemented yet",
-             "include": "is not implemented yet", "parallel_tool_calls": "is not implemented yet",
+             "include": "is not implemented yet",
              "reasoning": "has no effect: the served model does not reason"}
     prompt: Annotated[None, PlainValidator(_no_stored_prompts)] = None
     type: Annotated[str | None, PlainValidator(_realtime)] = None
@@ -184,9 +186,10 @@ class FlatSessionUpdate(_Section):
     """The flat shape of beta and Voice Live; Voice Live's own fields are in its subclass."""
 
     ignored = frozenset({"object", "id", "expires_at", "client_secret", "metadata",
-                         "input_audio_transcription_ignored", "tool_choice_ignored"})
+                         "parallel_tool_calls", "input_audio_transcription_ignored",
+                         "tool_choice_ignored"})
     noted = {"input_audio_noise_reduction": f"({_NOISE})", "tracing": _TRACING,
-             "include": "is not implemented yet", "parallel_tool_calls": "is not implemented yet"}
+             "include": "is not implemented yet"}
     model: Name = None
     instructions: SessionInstructions = None
     audio_output: FlatModalities = Field(None, alias="modalities")

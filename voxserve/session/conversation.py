@@ -30,6 +30,9 @@ class SpokenAudio:
         return " ".join(w.text for w in self.words if w.start_s * 1000 < end_ms).strip()
 
 
+ROOT = "root"  # the `previous_item_id` of the conversation's start
+
+
 class Conversation:
     def __init__(self) -> None:
         self._items: list[Item] = []
@@ -53,12 +56,14 @@ class Conversation:
         raise ProtocolError(ErrorCode.ITEM_NOT_FOUND, f"item {item_id!r} does not exist", param)
 
     def add(self, item: Item, previous_item_id: str | None = None) -> str | None:
-        """Insert `item` after `previous_item_id` (default: at the end); returns the id of the
-        item before it."""
+        """Insert `item` after `previous_item_id` (default: at the end; "root": first, as the
+        reference service and LiveKit's context sync use it); returns the id before it."""
         if any(i.id == item.id for i in self._items):
             raise ProtocolError(ErrorCode.INVALID_VALUE, f"item id {item.id!r} already exists",
                                 "item.id")
-        if previous_item_id is not None:
+        if previous_item_id == ROOT and all(i.id != ROOT for i in self._items):
+            index = 0
+        elif previous_item_id is not None:
             self.get(previous_item_id, "previous_item_id")
             index = next(i for i, it in enumerate(self._items) if it.id == previous_item_id) + 1
         else:

@@ -17,7 +17,7 @@ from voxserve.audio.formats import AudioFormat, b64decode_strict
 from voxserve.protocol import client_events as ce
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
-from voxserve.protocol.items import parse_client_item
+from voxserve.protocol.items import Item, parse_client_item
 from voxserve.protocol.response_overrides import ResponseOverrides, parse_response_overrides
 from voxserve.protocol.server_events import (
     ClearedEvent, ItemAddedEvent, ItemDeletedEvent, ItemDoneEvent, ItemRetrievedEvent,
@@ -116,12 +116,7 @@ async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None
                           ctx.responder.audio_produced)
     for err in result.errors:  # each refused field alone; the rest of the update applies
         await ctx.send_error(err, ev.event_id)
-    for message, param in result.warnings:
-        if ctx.dialect is Dialect.VOICE_LIVE:
-            await ctx.send(WarningEvent(warning=WarningDetail(message=message, code="unsupported",
-                                                              param=param)))
-        else:  # OpenAI clients know no `warning`: the echo below shows the effective value
-            log.info("session %s: %s (%s)", ctx.id, message, param)
+    await _notify(ctx, result.warnings)
     if not result.applied:
         return
     ctx.apply_config(result.config)
@@ -194,9 +189,7 @@ async def conversation_item_create(ctx: SessionContext,
     audio = None
     if part is not None and part.transcript is None:  # audio with no transcript: decode it
         audio = _audio_16k(part.audio or "", ctx.config.input_format, "item.content.audio")
-    previous = ctx.conversation.add(item, ev.previous_item_id)
-    await ctx.send(ItemAddedEvent(previous_item_id=previous, item=item))
-    await ctx.send(ItemDoneEvent(previous_item_id=previous, item=item))
+    await _add_item(ctx, item, ev.previous_item_id)
     if audio is not None:
         ctx.transcriber.start(item, audio)
 
@@ -237,6 +230,12 @@ async def conversation_item_truncate(ctx: SessionContext,
                                       audio_end_ms=ev.audio_end_ms))
 
 
+async def _add_item(ctx: SessionContext, item: Item, previous_item_id: str | None = None) -> None:
+    previous = ctx.conversation.add(item, previous_item_id)
+    await ctx.send(ItemAddedEvent(previous_item_id=previous, item=item))
+    await ctx.send(ItemDoneEvent(previous_item_id=previous, item=item))
+
+
 # ---- responses ---------------------------------------------------------------------------------
 
 
@@ -244,7 +243,25 @@ async def conversation_item_truncate(ctx: SessionContext,
 async def response_create(ctx: SessionContext, ev: ce.ResponseCreateEvent) -> None:
     overrides = parse_response_overrides(ev.response, ctx.dialect, ctx.voices,
                                          ev.additional_instructions)
-    await ctx.turns.respond(ctx.options(overrides), cancel_previous=overrides.cancel_previous)
+    notices = list(overrides.notices)
+    if overrides.voice_requested is not None:
+        notices.append((ctx.voices.fallback_notice(overrides.voice_requested), "response.voice"))
+    await _notify(ctx, notices)
+    options = ctx.options(overrides)  # before the appended items: it may refuse the response
+    for item in overrides.append_items or ():
+        await _add_item(ctx, item)
+    await ctx.turns.respond(options, cancel_previous=overrides.cancel_previous)
+
+
+async def _notify(ctx: SessionContext, notices: list[tuple[str, str]]) -> None:
+    """Fields accepted without effect: a Voice Live `warning` each; the OpenAI dialects, whose
+    clients know no `warning`, get a log line (their echo shows the effective value)."""
+    for message, param in notices:
+        if ctx.dialect is Dialect.VOICE_LIVE:
+            await ctx.send(WarningEvent(warning=WarningDetail(message=message, code="unsupported",
+                                                              param=param)))
+        else:
+            log.info("session %s: %s (%s)", ctx.id, message, param)
 
 
 @router.handles(ce.ResponseCancelEvent)

@@ -38,6 +38,7 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
     instructions = o.instructions if o.instructions is not None else system_prompt
     if o.additional_instructions:  # Voice Live: appended to whatever instructions apply
         instructions = f"{instructions}\n{o.additional_instructions}"
+    output_format = o.output_format if o.output_format is not None else cfg.output_format
     context = None
     if o.input is not None:
         context = [conversation.get(x.id, "response.input.id") if isinstance(x, ItemReference)
@@ -45,15 +46,17 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
     return ResponseOptions(
         instructions=instructions,
         audio_output=o.audio_output if o.audio_output is not None else cfg.audio_output,
-        voice=voice, speaker=voices.resolve(voice, "response.voice"), speed=cfg.speed,
-        output_format=cfg.output_format,
-        output_format_name=flat_format_name(cfg.output_format, output=True),
+        voice=voice, speaker=voices.resolve(voice, "response.voice"),
+        speed=o.speed if o.speed is not None else cfg.speed,
+        output_format=output_format,
+        output_format_name=flat_format_name(output_format, output=True),
         tools=o.tools if o.tools is not None else cfg.tools,
         tool_choice=o.tool_choice if o.tool_choice is not None else cfg.tool_choice,
         temperature=o.temperature if o.temperature is not None else cfg.temperature,
         max_output_tokens=(o.max_output_tokens if o.max_output_tokens is not None
                            else cfg.max_output_tokens),
-        in_conversation=o.in_conversation, context_items=context, metadata=o.metadata)
+        in_conversation=o.in_conversation, context_items=context, metadata=o.metadata,
+        verbatim=o.verbatim)
 
 
 class Responder:

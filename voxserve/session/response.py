@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,6 +62,13 @@ class ResponseOptions:
     in_conversation: bool = True  # GA conversation:"none" keeps the output out of it
     context_items: list[Item] | None = None  # explicit input instead of the conversation
     metadata: dict[str, str] | None = None
+    verbatim: str | None = None  # Voice Live pre-generated message: spoken as is, no LLM call
+
+
+async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
+    """A message given in full, streamed like an answer so that it is spoken the same way."""
+    yield LlmDelta(kind="text", text=text)
+    yield LlmDelta(kind="done", finish_reason="stop")
 
 
 def trace_event(name: str) -> None:
@@ -254,7 +261,9 @@ class Response:
         async with asyncio.TaskGroup() as tg:
             tts_task = tg.create_task(self._speak(sentences)) if self.options.audio_output else None
             try:
-                async with contextlib.aclosing(self._pipeline.chat(request)) as stream:
+                answer = (self._pipeline.chat(request) if self.options.verbatim is None
+                          else _verbatim(self.options.verbatim))
+                async with contextlib.aclosing(answer) as stream:
                     async for delta in stream:
                         await self._on_delta(delta, chunker, sentences)
             finally:
@@ -296,10 +305,10 @@ class Response:
         index = len(self._output)
         self._output.append(item)
         await self._emit(OutputItemAddedEvent(response_id=self.id, output_index=index, item=item))
-        previous = self._conversation.last_id
-        if self.options.in_conversation:
+        if self.options.in_conversation:  # out-of-band output is no conversation item
+            previous = self._conversation.last_id
             self._conversation.add(item)
-        await self._emit(ItemAddedEvent(previous_item_id=previous, item=item))
+            await self._emit(ItemAddedEvent(previous_item_id=previous, item=item))
         return index
 
     async def _open_message(self) -> _MessageOutput:
@@ -377,7 +386,8 @@ class Response:
         m.item.status = "completed" if status == "completed" else "incomplete"
         await self._emit(OutputItemDoneEvent(response_id=self.id, output_index=m.output_index,
                                              item=m.item))
-        await self._emit(ItemDoneEvent(previous_item_id=None, item=m.item))
+        if self.options.in_conversation:
+            await self._emit(ItemDoneEvent(previous_item_id=None, item=m.item))
 
     # ---- function calls --------------------------------------------------------------------
 
@@ -396,4 +406,5 @@ class Response:
         await self._emit(FunctionCallArgumentsDoneEvent(**ref, name=delta.name,
                                                         arguments=delta.arguments))
         await self._emit(OutputItemDoneEvent(response_id=self.id, output_index=index, item=stored))
-        await self._emit(ItemDoneEvent(previous_item_id=None, item=stored))
+        if self.options.in_conversation:
+            await self._emit(ItemDoneEvent(previous_item_id=None, item=stored))
