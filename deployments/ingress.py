@@ -26,6 +26,9 @@ log = logging.getLogger("voxserve.ingress")
 
 app = FastAPI(title="VoxServe")
 
+# Voice Live's agent-mode query parameters (a Foundry agent instead of a model)
+_AGENT_PARAMS = ("agent-name", "agent_name", "agent-id", "agent_id", "agent-project-name")
+
 
 class _WebSocketTransport:
     def __init__(self, ws: WebSocket) -> None:
@@ -150,22 +153,34 @@ class IngressDeployment:
         except (WebSocketDisconnect, RuntimeError):
             pass
 
+    @staticmethod
+    async def _deny(ws: WebSocket, status: int, reason: str) -> None:
+        """Refuse the upgrade with an HTTP status and a plain-text reason."""
+        try:
+            await ws.send_denial_response(PlainTextResponse(reason, status_code=status))
+        except RuntimeError:  # server without the denial-response extension
+            await ws.close(code=1008, reason=reason[:120])
+
     async def _serve_socket(self, ws: WebSocket) -> None:
         if not self._authorized(ws):
             log.warning("rejected unauthenticated WebSocket from %s", ws.client)
-            try:
-                await ws.send_denial_response(PlainTextResponse("invalid or missing API key",
-                                                                status_code=401))
-            except RuntimeError:  # server without the denial-response extension
-                await ws.close(code=1008, reason="invalid or missing API key")
+            await self._deny(ws, 401, "invalid or missing API key")
             return
         dialect = pick_dialect(ws.url.path, ws.headers)
+        if agent := next((k for k in _AGENT_PARAMS if k in ws.query_params), None):
+            # Voice Live agent mode: a Foundry agent answers. Serving our own LLM instead would
+            # answer without the agent's instructions and tools, so say no before the upgrade.
+            await self._deny(ws, 400, f"agent mode ({agent}) is not available on this server: "
+                             "connect without it and send instructions and tools")
+            return
         model = ws.query_params.get("model") or ws.query_params.get("deployment")
         await ws.accept()
         session = RealtimeSession(dialect, self._pipeline, self._vad_factory,
                                   self._options.session, self._options.vad, model=model,
                                   observer=self._observer, eot_model=self._eot_model,
-                                  model_names=self._model_names)
+                                  model_names=self._model_names,
+                                  transcription_only=ws.query_params.get("intent")
+                                  == "transcription")
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

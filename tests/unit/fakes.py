@@ -168,11 +168,13 @@ class FixedEndOfTurn:
 
 
 async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: ignore[no-untyped-def]
-                        eot_model: Any = None, observer: Any = None, **overrides: Any):
+                        eot_model: Any = None, observer: Any = None,
+                        transcription_only: bool = False, **overrides: Any):
     pipeline = pipeline or FakePipeline()
     session_opts, vad_opts = session_options(**overrides)
     session = RealtimeSession(dialect, pipeline, EnergyVad, session_opts, vad_opts,
-                              eot_model=eot_model, observer=observer)
+                              eot_model=eot_model, observer=observer,
+                              transcription_only=transcription_only)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

@@ -38,6 +38,11 @@ class SessionUpdateEvent(_ClientEvent):
     session: dict[str, Any]
 
 
+class TranscriptionSessionUpdateEvent(_ClientEvent):  # beta: a transcription-only session
+    type: Literal["transcription_session.update"]
+    session: dict[str, Any]
+
+
 class InputAudioBufferAppendEvent(_ClientEvent):
     type: Literal["input_audio_buffer.append"]
     audio: str
@@ -120,7 +125,7 @@ class InputAudioClearEvent(_ClientEvent):  # Voice Live
 
 
 ClientEvent = Annotated[
-    SessionUpdateEvent | InputAudioBufferAppendEvent | InputAudioBufferCommitEvent
+    SessionUpdateEvent | TranscriptionSessionUpdateEvent | InputAudioBufferAppendEvent | InputAudioBufferCommitEvent
     | InputAudioBufferClearEvent | ConversationItemCreateEvent | ConversationItemDeleteEvent
     | ConversationItemRetrieveEvent | ConversationItemTruncateEvent | ResponseCreateEvent
     | ResponseCancelEvent | OutputAudioBufferClearEvent | InputAudioTurnStartEvent

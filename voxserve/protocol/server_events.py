@@ -15,7 +15,9 @@ from pydantic import BaseModel
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.ids import new_id
 from voxserve.protocol.items import Item
-from voxserve.protocol.session_config import SessionConfig, render_session
+from voxserve.protocol.session_config import (
+    SessionConfig, render_session, render_transcription_session,
+)
 
 
 class ServerEvent(BaseModel):
@@ -69,6 +71,14 @@ class SessionCreatedEvent(_SessionEvent):
 
 class SessionUpdatedEvent(_SessionEvent):
     type = "session.updated"
+
+
+class TranscriptionSessionUpdatedEvent(_SessionEvent):  # beta
+    type = "transcription_session.updated"
+
+    def payload(self, dialect: Dialect) -> dict[str, Any]:
+        return {"session": render_transcription_session(self.config, self.session_id,
+                                                        self.expires_at)}
 
 
 class ErrorDetail(BaseModel):

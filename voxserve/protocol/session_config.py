@@ -25,6 +25,7 @@ __all__ = [
     "VOICE_LIVE_TURN_TYPES", "EndOfUtterance", "FunctionTool", "InputTranscription",
     "SessionConfig", "ToolChoice", "ToolChoiceFunction", "TurnDetection", "TurnType",
     "UpdateResult", "VoiceTable", "apply_update", "flat_format_name", "render_session",
+    "render_transcription_session",
     "render_tool_choice", "validation_error",
 ]
 
@@ -50,6 +51,21 @@ def render_tool_choice(choice: ToolChoice) -> Any:
     return choice.model_dump() if isinstance(choice, BaseModel) else choice
 
 
+def render_transcription_session(cfg: SessionConfig, session_id: str,
+                                 expires_at: int) -> dict[str, Any]:
+    """Beta's `transcription_session` object (`transcription_session.updated`). Its client
+    secret is the shape the type requires; this server mints none, so the value is empty."""
+    transcription = (cfg.transcription.model_dump(exclude_none=True, include={"model", "language",
+                                                                              "prompt"})
+                     if cfg.transcription else None)
+    return {"id": session_id, "object": "realtime.transcription_session",
+            "client_secret": {"value": "", "expires_at": expires_at},
+            "modalities": ["text"], "input_audio_format": flat_format_name(cfg.input_format, False),
+            "input_audio_transcription": transcription,
+            "turn_detection": cfg.turn_detection.render(Dialect.BETA) if cfg.turn_detection
+            else None}
+
+
 def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
                    expires_at: int) -> dict[str, Any]:
     tools = [t.model_dump() for t in cfg.tools]
@@ -60,6 +76,12 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
         if transcription is not None:
             transcription = {k: v for k, v in transcription.items()
                              if k in ("model", "language", "prompt")}
+        if cfg.transcription_only:
+            return {"type": "transcription", "id": session_id,
+                    "object": "realtime.transcription_session", "expires_at": expires_at,
+                    "audio": {"input": {"format": _render_ga_format(cfg.input_format),
+                                        "noise_reduction": None, "transcription": transcription,
+                                        "turn_detection": turn}}}
         return {
             "type": "realtime", "id": session_id, "object": "realtime.session",
             "model": cfg.model, "output_modalities": ["audio"] if cfg.audio_output else ["text"],

@@ -159,6 +159,20 @@ class SessionConfig(BaseModel):
     # VoxServe's own extension (opt-in, never by default: official clients must not see unknown
     # events): a `voxserve.response.timing` event after each `response.done`.
     response_timing: bool = False
+    # A transcription session (GA `type: "transcription"`, `?intent=transcription`, beta
+    # `transcription_session.update`): VAD and ASR only, never a response.
+    transcription_only: bool = False
+
+    def effective(self) -> SessionConfig:
+        """The config as the session runs it: a transcription session always transcribes and
+        its turn detection never creates a response."""
+        if not self.transcription_only:
+            return self
+        td = self.turn_detection
+        return self.model_copy(update={
+            "transcription": self.transcription or InputTranscription(),
+            "turn_detection": td.model_copy(update={"create_response": False,
+                                                    "interrupt_response": False}) if td else None})
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

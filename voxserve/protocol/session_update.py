@@ -66,11 +66,11 @@ def _no_stored_prompts(raw: Any) -> None:
                      "the prompt's text as `instructions`")
 
 
-def _realtime(raw: Any) -> str:
-    if raw != "realtime":
-        raise refuse(ErrorCode.INVALID_VALUE,
-                     "only realtime sessions are served here (session.type='realtime')")
-    return "realtime"
+def _session_type(raw: Any) -> bool:
+    """GA `session.type`: whether the session only transcribes."""
+    if raw not in ("realtime", "transcription"):
+        raise refuse(ErrorCode.INVALID_VALUE, "session.type must be 'realtime' or 'transcription'")
+    return raw == "transcription"
 
 
 TurnDetectionField = Annotated[TurnDetection | None, PlainValidator(_turn_detection)]
@@ -171,7 +171,8 @@ class GaSessionUpdate(_Section):
              "include": "is not implemented yet",
              "reasoning": "has no effect: the served model does not reason"}
     prompt: Annotated[None, PlainValidator(_no_stored_prompts)] = None
-    type: Annotated[str | None, PlainValidator(_realtime)] = None
+    transcription_only: Annotated[bool | None, PlainValidator(_session_type)] = Field(
+        None, alias="type")
     model: Name = None
     instructions: SessionInstructions = None
     audio_output: GaModalities = Field(None, alias="output_modalities")
@@ -327,7 +328,7 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
             rest = len(errors) - _MAX_WARNINGS + 1
             errors[_MAX_WARNINGS - 1:] = [ProtocolError(
                 errors[-1].code, f"{rest} more fields were refused", "session")]
-        config = current.model_copy(deep=True, update=changes)
+        config = current.model_copy(deep=True, update=changes).effective()
         return UpdateResult(config=config, warnings=notices, errors=errors,
                             applied=bool(changes) or not errors)
 

@@ -22,7 +22,7 @@ from voxserve.protocol.response_overrides import ResponseOverrides, parse_respon
 from voxserve.protocol.server_events import (
     ClearedEvent, ItemAddedEvent, ItemDeletedEvent, ItemDoneEvent, ItemRetrievedEvent,
     ItemTruncatedEvent, OutputAudioBufferClearedEvent, ServerEvent, SessionUpdatedEvent,
-    WarningDetail, WarningEvent,
+    TranscriptionSessionUpdatedEvent, WarningDetail, WarningEvent,
 )
 from voxserve.protocol.session_config import SessionConfig, VoiceTable, apply_update
 from voxserve.session.conversation import Conversation
@@ -122,6 +122,25 @@ async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None
     ctx.apply_config(result.config)
     await ctx.send(SessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
                                        config=ctx.config))
+
+
+@router.handles(ce.TranscriptionSessionUpdateEvent)
+async def transcription_session_update(ctx: SessionContext,
+                                       ev: ce.TranscriptionSessionUpdateEvent) -> None:
+    """Beta's transcription-only session: the flat fields of session.update that apply to input
+    (format, transcription, turn detection), and from now on no responses."""
+    if ctx.dialect is not Dialect.BETA:
+        raise ProtocolError(ErrorCode.UNKNOWN_EVENT_TYPE, "transcription_session.update is a beta "
+                            "event; GA sends session.update with session.type 'transcription'",
+                            "type")
+    result = apply_update(ctx.config.model_copy(update={"transcription_only": True}), ev.session,
+                          ctx.dialect, ctx.voices, ctx.responder.audio_produced)
+    for err in result.errors:
+        await ctx.send_error(err, ev.event_id)
+    await _notify(ctx, result.warnings)
+    ctx.apply_config(result.config.effective())
+    await ctx.send(TranscriptionSessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
+                                                    config=ctx.config))
 
 
 @router.handles(ce.InputAudioBufferAppendEvent)
@@ -241,6 +260,9 @@ async def _add_item(ctx: SessionContext, item: Item, previous_item_id: str | Non
 
 @router.handles(ce.ResponseCreateEvent)
 async def response_create(ctx: SessionContext, ev: ce.ResponseCreateEvent) -> None:
+    if ctx.config.transcription_only:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, "this is a transcription session: it "
+                            "transcribes the input and never creates responses")
     overrides = parse_response_overrides(ev.response, ctx.dialect, ctx.voices,
                                          ev.additional_instructions)
     notices = list(overrides.notices)

@@ -59,7 +59,7 @@ class RealtimeSession:
     def __init__(self, dialect: Dialect, pipeline: Pipeline, vad_factory: Callable[[], VadModel],
                  session: SessionOptions, vad: VadOptions, *, model: str | None = None,
                  observer: SessionObserver | None = None, eot_model: EndOfTurnModel | None = None,
-                 model_names: dict[str, str] | None = None,
+                 model_names: dict[str, str] | None = None, transcription_only: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
@@ -69,8 +69,10 @@ class RealtimeSession:
         self._clock = clock
         self._turn_attributes = {f"voxserve.{k}_model": v for k, v in (model_names or {}).items()}
         self.voices = VoiceTable(session.voices, session.default_voice, session.strict_voices)
+        # `transcription_only`: the client asked for it when connecting (?intent=transcription)
         self._config = SessionConfig(model=model or session.model_name,
-                                     voice=session.default_voice)
+                                     voice=session.default_voice,
+                                     transcription_only=transcription_only).effective()
         self.expires_at = int(time.time() + session.max_session_seconds)
         self.conversation = Conversation()
         self._span: Any = None  # the session's span; each turn's trace links to it
