@@ -59,7 +59,7 @@ def test_ga_sets_nested_output_and_refuses_unknown_fields_at_every_level() -> No
 
 
 @pytest.mark.parametrize(("dialect", "raw", "code", "param"), [
-    (GA, {"type": "transcription"}, "invalid_value", "session.type"),
+    (GA, {"type": "conversation"}, "invalid_value", "session.type"),
     (GA, {"output_modalities": ["text", "audio"]}, "invalid_value", "session.output_modalities"),
     (GA, {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "invalid_value",
      "session.audio.input.format.rate"),
