@@ -59,7 +59,8 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
     if dialect is Dialect.GA:
         if transcription is not None:
             transcription = {k: v for k, v in transcription.items()
-                             if k in ("model", "language", "prompt")}
+                             if k in ("model", "language", "prompt", "languages", "keywords",
+                                      "delay")}
         return {
             "type": "realtime", "id": session_id, "object": "realtime.session",
             "model": cfg.model, "output_modalities": ["audio"] if cfg.audio_output else ["text"],
