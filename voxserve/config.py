@@ -87,8 +87,9 @@ class AsrOptions(BaseModel):
     beam_size: int = Field(1, ge=1, le=10)
     # Used when the client names no transcription language: a code or BCP-47 tag ("es-MX"), a
     # comma list to detect among ("en,es"), or null to detect among all of Whisper's languages.
-    # Detection costs an extra encoder pass on every turn. English by default: the default LLM
-    # prompt and TTS voice are English too.
+    # Detection costs an extra encoder pass on every turn (measured on a 4-8 s clip, 2 cores:
+    # 0.69 s decode with one language, 1.53 s among two, 1.37 s among all). English by default:
+    # the default LLM prompt and TTS voice are English too.
     language: str | None = "en"
     # Word times are not needed for the user's transcript and cost a cross-attention alignment.
     word_timestamps: bool = False
