@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
+from voxserve.languages import LanguageRequest
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
 
 
@@ -37,9 +38,9 @@ class ServePipeline:
         self._llm = llm
         self._tts_stream = tts.options(stream=True)
 
-    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
-                         prompt: str | None = None) -> Transcript:
-        response = self._asr.transcribe.remote(audio_16k, language, prompt)
+    async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
+        response = self._asr.transcribe.remote(audio_16k, language, prompt, phrases)
         try:
             result: Transcript = await response
         except asyncio.CancelledError:

@@ -21,6 +21,7 @@ from ray import serve
 
 from voxserve.config import AsrOptions, LlmOptions, TtsOptions
 from voxserve.deployments.logs import route_to_serve_log
+from voxserve.languages import LanguageRequest, request
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
 from voxserve.models.factory import build_asr, build_llm, build_tts
 from voxserve.tracing import mark_cancelled, tracer
@@ -77,11 +78,11 @@ class AsrDeployment(_Stage):
         self._engine = build_asr(opts)
         # one decode per worker at a time; more requests queue here rather than oversubscribe
         self._slots = asyncio.Semaphore(opts.num_workers)
-        self._language = opts.language
+        self._language = request(opts.language)  # the operator's, when a session names none
         self._loaded(opts.model, started)
 
-    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
-                         prompt: str | None = None) -> Transcript:
+    async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
         with tracer().start_as_current_span("asr.transcribe", attributes={
                 "voxserve.model": self._info["model"],
                 "voxserve.audio_seconds": round(audio_16k.size / 16000, 3)}) as span:
@@ -90,8 +91,11 @@ class AsrDeployment(_Stage):
             async with self._slots:
                 with self._counting_cancel(span):
                     result: Transcript = await asyncio.to_thread(
-                        self._engine.transcribe, audio_16k, language or self._language, prompt)
-            span.set_attribute("voxserve.decode_ms", round(result.decode_seconds * 1000, 1))
+                        self._engine.transcribe, audio_16k,
+                        self._language if language is None else language, prompt,
+                        phrases=phrases)
+            span.set_attributes({"voxserve.decode_ms": round(result.decode_seconds * 1000, 1),
+                                 "voxserve.language": result.language or ""})
         self._completed += 1
         log.info("transcribed %.1f s of audio in %.0f ms", result.audio_seconds,
                  result.decode_seconds * 1000)

@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from voxserve.languages import LanguageRequest
+
 
 @dataclass(frozen=True)
 class Word:
@@ -24,7 +26,7 @@ class Word:
 @dataclass(frozen=True)
 class Transcript:
     text: str
-    language: str | None
+    language: str | None  # the language the engine decoded in (asked for or detected)
     audio_seconds: float
     words: tuple[Word, ...] = ()
     decode_seconds: float = 0.0
@@ -33,8 +35,10 @@ class Transcript:
 class AsrEngine(Protocol):
     name: str
 
-    def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
-                   prompt: str | None = None) -> Transcript: ...
+    def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                   prompt: str | None = None, *, phrases: Sequence[str] = ()) -> Transcript:
+        """`language`: one code, the candidates to detect among, or None (detect among all);
+        the transcript's `language` is the one decoded in. `phrases` bias recognition."""
 
 
 @dataclass(frozen=True)

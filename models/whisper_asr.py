@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from voxserve.languages import LanguageRequest, normalise, normalise_all
 
 from .base import Transcript, Word
 
@@ -56,19 +59,35 @@ class FasterWhisperEngine:
                                    cpu_threads=cpu_threads, num_workers=num_workers,
                                    local_files_only=Path(self.model_ref).is_dir())
         log.info("whisper loaded %s in %.1f s", self.model_ref, time.monotonic() - t0)
+        # Whisper's language list in token order; the checkpoint may know fewer (base: 99, no
+        # Cantonese, which large-v3 added)
+        multilingual = self._model.model.is_multilingual
+        self.languages: tuple[str, ...] = (
+            tuple(self._model.supported_languages[:self._model.model.num_languages])
+            if multilingual else ("en",))
         if warm_up:
             # First decode allocates buffers and pages in weights: pay that at start-up, not on a turn.
             self.transcribe(np.zeros(SAMPLE_RATE, np.float32), language="en")
 
-    def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
-                   prompt: str | None = None, *, word_timestamps: bool | None = None) -> Transcript:
+    def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest | Sequence[str] = None,
+                   prompt: str | None = None, *, phrases: Sequence[str] = (),
+                   word_timestamps: bool | None = None) -> Transcript:
+        """Decode one utterance. `language`: a code (or any tag `voxserve.languages` knows), the
+        candidates to detect among, or None to detect among all of Whisper's languages.
+        `prompt`: text the decoder is conditioned on (Whisper's initial prompt). `phrases`: words
+        and names to favour (a phrase list), given to faster-whisper as hotwords."""
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32).reshape(-1)
         words_on = self.word_timestamps if word_timestamps is None else word_timestamps
         t0 = time.monotonic()
+        chosen = self.choose_language(audio, language)
         segments, info = self._model.transcribe(
             audio,
-            language=language,
+            language=chosen,
             initial_prompt=prompt,
+            # For one 30 s window hotwords and the initial prompt are the same tokens before the
+            # start token (hotwords first); hotwords also stay for later windows and leave the
+            # prompt to the client's own text. Measured in bench/phrase_bias.py.
+            hotwords=", ".join(phrases) if phrases else None,
             beam_size=self.beam_size,
             vad_filter=False,  # VoxServe runs its own VAD
             word_timestamps=words_on,
@@ -90,3 +109,23 @@ class FasterWhisperEngine:
             words=tuple(words),
             decode_seconds=time.monotonic() - t0,
         )
+
+    def choose_language(self, audio: np.ndarray,
+                        language: LanguageRequest | Sequence[str]) -> str | None:
+        """The language to decode in: the one asked for, or the most probable of the candidates
+        (None: faster-whisper detects among all). Restricting detection costs what full detection
+        does, one extra encoder pass on the first 30 s; a single language costs none."""
+        if language is None:
+            return None
+        if isinstance(language, str):
+            candidates = normalise_all(language) if "," in language else (normalise(language),)
+        else:
+            candidates = normalise_all(language)
+        unknown = [c for c in candidates if c not in self.languages]
+        if unknown:
+            raise ValueError(f"this Whisper checkpoint does not know {', '.join(unknown)}")
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        _, _, probs = self._model.detect_language(audio=audio)
+        by_language = dict(probs)
+        return max(candidates, key=lambda c: by_language.get(c, 0.0))

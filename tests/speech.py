@@ -1,47 +1,15 @@
-"""Recorded speech for tests (LibriVox clips, public domain) and word error rate."""
+"""Recorded speech for tests (LibriVox clips, public domain; Spanish prompts under data/es) and
+word error rate."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from voxserve.bench.wer import normalize, wer
+
+__all__ = ["DATA", "clip", "clips", "normalize", "spanish_clips", "wer"]
+
 DATA = Path(__file__).parent / "data"
-
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-         "eighteen", "nineteen"]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _number_words(n: int) -> str:
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + _number_words(rest))
-    return " ".join(_ONES[int(d)] for d in str(n))
-
-
-def normalize(text: str) -> list[str]:
-    """Lower-case, digits to words, hyphens to spaces, punctuation dropped."""
-    text = text.lower().replace("-", " ").replace("mr.", "mister")
-    text = re.sub(r"\d+", lambda m: " " + _number_words(int(m.group())) + " ", text)
-    text = re.sub(r"[^a-z' ]+", " ", text).replace("'", "")
-    return text.split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / len(ref)
 
 
 def clips() -> list[tuple[Path, str]]:
@@ -54,3 +22,9 @@ def clip(stem_suffix: str) -> tuple[Path, str]:
         if wav.stem.endswith(stem_suffix):
             return wav, text
     raise KeyError(stem_suffix)
+
+
+def spanish_clips() -> list[tuple[Path, str]]:
+    """(wav path, reference transcript) of the es-MX prompts under data/es (CC-BY-SA-3.0)."""
+    return [(wav, wav.with_suffix(".txt").read_text().strip())
+            for wav in sorted((DATA / "es").glob("*.wav"))]

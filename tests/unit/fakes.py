@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from voxserve.languages import LanguageRequest
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript, Word
 from voxserve.config import SessionOptions, VadOptions
 from voxserve.session.session import RealtimeSession
@@ -42,12 +43,14 @@ class FakePipeline:
         self.warmed = 0
         self.fail_chat = False
         self.transcribed: list[float] = []  # seconds of audio per ASR call
+        self.asr_requests: list[tuple[LanguageRequest, str | None, tuple[str, ...]]] = []
         self.asr_cancelled = 0
         self.asr_delay = 0.0
 
-    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
-                         prompt: str | None = None) -> Transcript:
+    async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
         self.transcribed.append(audio_16k.size / 16000)
+        self.asr_requests.append((language, prompt, phrases))
         try:
             if self.asr_delay:
                 await asyncio.sleep(self.asr_delay)

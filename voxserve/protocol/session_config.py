@@ -75,7 +75,8 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
     if dialect is Dialect.GA:
         if transcription is not None:
             transcription = {k: v for k, v in transcription.items()
-                             if k in ("model", "language", "prompt")}
+                             if k in ("model", "language", "prompt", "languages", "keywords",
+                                      "delay")}
         if cfg.transcription_only:
             return {"type": "transcription", "id": session_id,
                     "object": "realtime.transcription_session", "expires_at": expires_at,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from voxserve.audio.formats import AudioFormat
+from voxserve.languages import UnknownLanguage, normalise_all
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.validation import (
@@ -80,6 +81,11 @@ class TurnDetection(BaseModel):
     end_of_utterance_detection: EndOfUtterance | None = None
     auto_truncate: bool | None = None
 
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, tags: list[str] | None) -> list[str] | None:
+        return _known_languages(tags)
+
     def render(self, dialect: Dialect) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True)
         if self.type == "semantic_vad":
@@ -95,22 +101,45 @@ _OPENAI_SERVER_VAD_FIELDS = {"type", "threshold", "prefix_padding_ms", "silence_
                              "idle_timeout_ms", "create_response", "interrupt_response"}
 
 
+def _known_languages(tags: str | list[str] | None) -> Any:
+    """Each tag must name a language the recognizer knows; the client's spelling is kept (it is
+    echoed back) and `voxserve.languages` reduces it again for each decode."""
+    if tags is not None:
+        try:
+            normalise_all(tags)
+        except UnknownLanguage as exc:
+            raise refuse(ErrorCode.INVALID_VALUE, str(exc)) from None
+    return tags
+
+
 class InputTranscription(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # routed by the operator's `asr.transcription_models`; an unknown name gets the default ASR
     model: str | None = Field("whisper-1", max_length=MAX_NAME_CHARS)
+    # ISO 639-1/2/3 or BCP-47; Voice Live also a comma list to detect among ("en-US,es-MX")
     language: str | None = Field(None, max_length=MAX_NAME_CHARS)
     prompt: str | None = Field(None, max_length=MAX_TRANSCRIPTION_PROMPT_CHARS)
-    # Voice Live extensions; phrase_list biases Whisper through its initial prompt.
+    # GA: the candidates to detect among, and words to favour (as phrase_list)
+    languages: list[str] | None = Field(None, max_length=MAX_PHRASES)
+    keywords: list[str] | None = Field(None, max_length=MAX_PHRASES)
+    # GA: latency/accuracy trade of gpt-realtime-whisper; accepted, no effect on Whisper
+    delay: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    # Voice Live extensions; phrase_list biases Whisper (faster-whisper hotwords).
     phrase_list: list[str] | None = Field(None, max_length=MAX_PHRASES)
     custom_speech: dict[str, str] | None = Field(None, max_length=MAX_PHRASES)
 
-    @field_validator("phrase_list")
+    @field_validator("phrase_list", "keywords")
     @classmethod
     def _short_phrases(cls, phrases: list[str] | None) -> list[str] | None:
         if phrases and max(len(p) for p in phrases) > MAX_NAME_CHARS:
             raise refuse(ErrorCode.INVALID_VALUE,
                          f"each phrase must have at most {MAX_NAME_CHARS} characters")
         return phrases
+
+    @field_validator("language", "languages")
+    @classmethod
+    def _known_languages(cls, tags: str | list[str] | None) -> Any:
+        return _known_languages(tags)
 
 
 class FunctionTool(BaseModel):

@@ -12,12 +12,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from voxserve.languages import LanguageRequest
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
 
 
 class Pipeline(Protocol):
-    async def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
-                         prompt: str | None = None) -> Transcript: ...
+    async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
+        """`language` None: the ASR's configured default; `phrases` bias recognition."""
 
     def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]: ...
 

@@ -1,7 +1,9 @@
 """The transcriber: user audio to the item's transcript, its wire events and the LLM's context.
 
-The language and the prompt come from the session's transcription settings (Voice Live may name a
-single language in its turn detection instead). A committed item's transcript is a future in the
+What a decode asks of the ASR comes from the session's transcription settings (`recognition`):
+the language (one, or candidates to detect among: Voice Live "en,es", GA `languages`, Voice
+Live `turn_detection.languages`), the prompt, and the phrases to favour (Voice Live
+`phrase_list`, GA `keywords`). The protocol has already refused unknown languages. A committed item's transcript is a future in the
 conversation, so a response can start while the decode is still running; it resolves to "" when
 the decode fails, and the client gets `...transcription.failed`. The transcriber owns every task it
 starts: `cancel()` stops them, and the pipeline cancels the Serve calls behind them.
@@ -16,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from voxserve.languages import LanguageRequest, request
 from voxserve.models.base import Transcript
 from voxserve.protocol.items import Item
 from voxserve.protocol.server_events import (
@@ -32,6 +35,22 @@ from voxserve.session.turn import Turn
 log = logging.getLogger("voxserve.transcriber")
 
 
+def recognition(cfg: SessionConfig) -> tuple[LanguageRequest, str | None, tuple[str, ...]]:
+    """(language, prompt, phrases) for the ASR. A language None leaves the choice to the
+    operator's `asr.language`. `language` wins over a GA `languages` list, and both over Voice
+    Live's `turn_detection.languages`."""
+    tx, td = cfg.transcription, cfg.turn_detection
+    language: LanguageRequest = None
+    if tx is not None:
+        language = request(tx.language) or request(tx.languages)
+    if language is None and td is not None:
+        language = request(td.languages)
+    if tx is None:
+        return language, None, ()
+    phrases = tuple(dict.fromkeys([*(tx.phrase_list or ()), *(tx.keywords or ())]))
+    return language, tx.prompt or None, phrases
+
+
 class Transcriber:
     def __init__(self, pipeline: Pipeline, conversation: Conversation,
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
@@ -46,18 +65,11 @@ class Transcriber:
         self._clock = clock
 
     async def decode(self, audio: np.ndarray) -> Transcript | Exception:
-        """One decode with the session's language and prompt. A failure is returned, not raised:
-        it runs as a background task, where an escaping exception would end the session."""
-        cfg = self._config()
-        tx, td = cfg.transcription, cfg.turn_detection
-        language = tx.language if tx and tx.language and "," not in tx.language else None
-        if language is None and td is not None and td.languages and len(td.languages) == 1:
-            language = td.languages[0].split("-")[0].lower()  # Voice Live "en-US" -> "en"
-        prompt = None
-        if tx is not None:
-            prompt = tx.prompt or (", ".join(tx.phrase_list) if tx.phrase_list else None)
+        """One decode with the session's language, prompt and phrases. A failure is returned,
+        not raised: it runs as a background task, where an escaping exception would end the
+        session."""
         try:
-            return await self._pipeline.transcribe(audio, language, prompt)
+            return await self._pipeline.transcribe(audio, *recognition(self._config()))
         except Exception as exc:
             return exc
 
