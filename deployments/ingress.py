@@ -179,6 +179,7 @@ class IngressDeployment:
                                   self._options.session, self._options.vad, model=model,
                                   observer=self._observer, eot_model=self._eot_model,
                                   model_names=self._model_names,
+                                  transcription_models=self._options.asr.transcription_models,
                                   transcription_only=ws.query_params.get("intent")
                                   == "transcription")
         self._sessions[session.id] = session

@@ -164,3 +164,18 @@ async def test_voice_live_gets_a_warning_per_ignored_field() -> None:
     assert "error" not in tr.types()
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)
+
+
+async def test_an_unconfigured_transcription_model_is_served_by_the_default_with_a_warning() -> None:
+    session, tr, _, task = await start_session(VL, transcription_models=["whisper-1",
+                                                                         "azure-speech"])
+    for model in ("azure-speech", "contoso-custom-asr"):
+        tr.push({"type": "session.update",
+                 "session": {"input_audio_transcription": {"model": model}}})
+    await tr.wait_for("session.updated", count=2)
+    warned = [e["warning"] for e in tr.sent if e["type"] == "warning"]
+    assert [w["param"] for w in warned] == ["session.input_audio_transcription.model"]
+    assert "contoso-custom-asr" in warned[0]["message"]
+    assert session.config.transcription is not None
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from tests.conformance import check_event
+from tests.unit.refusals import refused
 from tests.unit.fakes import append_event, silence_pcm16, start_session, tone_pcm16
 from voxserve.config import AsrOptions, OptionsError, known_transcription_model, load_options
 from voxserve.protocol.dialects import Dialect
@@ -26,9 +27,7 @@ def _update(raw: dict, dialect: Dialect) -> SessionConfig:
 
 
 def _refusal(raw: dict, dialect: Dialect) -> ProtocolError:
-    with pytest.raises(ProtocolError) as info:
-        _update(raw, dialect)
-    return info.value
+    return refused(apply_update, SessionConfig(), raw, dialect, VOICES, False)
 
 
 def test_voice_live_language_tags_and_lists_reach_the_asr_as_whisper_codes() -> None:

@@ -41,6 +41,7 @@ class SessionContext(Protocol):
     dialect: Dialect
     expires_at: int
     voices: VoiceTable
+    transcription_models: frozenset[str] | None
     conversation: Conversation
     listener: Listener
     turns: TurnTaking
@@ -116,7 +117,7 @@ async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None
                           ctx.responder.audio_produced)
     for err in result.errors:  # each refused field alone; the rest of the update applies
         await ctx.send_error(err, ev.event_id)
-    await _notify(ctx, result.warnings)
+    await _notify(ctx, result.warnings + _model_notice(ctx, result.config))
     if not result.applied:
         return
     ctx.apply_config(result.config)
@@ -137,7 +138,7 @@ async def transcription_session_update(ctx: SessionContext,
                           ctx.dialect, ctx.voices, ctx.responder.audio_produced)
     for err in result.errors:
         await ctx.send_error(err, ev.event_id)
-    await _notify(ctx, result.warnings)
+    await _notify(ctx, result.warnings + _model_notice(ctx, result.config))
     ctx.apply_config(result.config.effective())
     await ctx.send(TranscriptionSessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
                                                     config=ctx.config))
@@ -273,6 +274,18 @@ async def response_create(ctx: SessionContext, ev: ce.ResponseCreateEvent) -> No
     for item in overrides.append_items or ():
         await _add_item(ctx, item)
     await ctx.turns.respond(options, cancel_previous=overrides.cancel_previous)
+
+
+def _model_notice(ctx: SessionContext, cfg: SessionConfig) -> list[tuple[str, str]]:
+    """A transcription model name the operator's table does not know is still served, by the
+    default engine; the client is told which."""
+    tx, known = cfg.transcription, ctx.transcription_models
+    if tx is None or tx.model is None or known is None or tx.model.lower() in known:
+        return []
+    param = ("session.audio.input.transcription.model" if ctx.dialect is Dialect.GA
+             else "session.input_audio_transcription.model")
+    return [(f"transcription model {tx.model[:64]!r} is not configured here; the default "
+             "speech recognizer transcribes instead", param)]
 
 
 async def _notify(ctx: SessionContext, notices: list[tuple[str, str]]) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Protocol
 
 from voxserve.config import SessionOptions, VadOptions
@@ -60,6 +60,7 @@ class RealtimeSession:
                  session: SessionOptions, vad: VadOptions, *, model: str | None = None,
                  observer: SessionObserver | None = None, eot_model: EndOfTurnModel | None = None,
                  model_names: dict[str, str] | None = None, transcription_only: bool = False,
+                 transcription_models: Collection[str] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
@@ -69,6 +70,9 @@ class RealtimeSession:
         self._clock = clock
         self._turn_attributes = {f"voxserve.{k}_model": v for k, v in (model_names or {}).items()}
         self.voices = VoiceTable(session.voices, session.default_voice, session.strict_voices)
+        # transcription model names the operator maps to an engine (None: any name is served)
+        self.transcription_models = (None if transcription_models is None
+                                     else frozenset(m.lower() for m in transcription_models))
         # `transcription_only`: the client asked for it when connecting (?intent=transcription)
         self._config = SessionConfig(model=model or session.model_name,
                                      voice=session.default_voice,
