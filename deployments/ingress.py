@@ -159,7 +159,7 @@ class IngressDeployment:
             except RuntimeError:  # server without the denial-response extension
                 await ws.close(code=1008, reason="invalid or missing API key")
             return
-        dialect = pick_dialect(ws.url.path, ws.headers)
+        dialect = pick_dialect(ws.url.path, ws.headers, ws.query_params)
         model = ws.query_params.get("model") or ws.query_params.get("deployment")
         await ws.accept()
         session = RealtimeSession(dialect, self._pipeline, self._vad_factory,
