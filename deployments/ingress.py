@@ -166,7 +166,7 @@ class IngressDeployment:
             log.warning("rejected unauthenticated WebSocket from %s", ws.client)
             await self._deny(ws, 401, "invalid or missing API key")
             return
-        dialect = pick_dialect(ws.url.path, ws.headers)
+        dialect = pick_dialect(ws.url.path, ws.headers, ws.query_params)
         if agent := next((k for k in _AGENT_PARAMS if k in ws.query_params), None):
             # Voice Live agent mode: a Foundry agent answers. Serving our own LLM instead would
             # answer without the agent's instructions and tools, so say no before the upgrade.
