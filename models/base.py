@@ -49,6 +49,23 @@ class ToolSpec:
 
 
 @dataclass(frozen=True)
+class Truncation:
+    """What to do when the conversation does not fit the context (GA `truncation`).
+
+    "auto" drops the oldest history (`models.context_window`); `retention_ratio` makes each cut
+    deeper, down to that share of the room, so that the cached prefix survives more turns;
+    `post_instructions_tokens` caps what follows the instructions. "disabled" sends everything
+    and a conversation past the context fails its response."""
+
+    mode: Literal["auto", "disabled"] = "auto"
+    retention_ratio: float | None = None
+    post_instructions_tokens: int | None = None
+
+
+DEFAULT_TRUNCATION = Truncation()
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     """One LLM call. `messages` are OpenAI chat-completions dicts (role/content, tool_calls...)."""
 
@@ -59,6 +76,7 @@ class ChatRequest:
     temperature: float = 0.8
     max_tokens: int | None = None
     request_id: str = ""
+    truncation: Truncation = DEFAULT_TRUNCATION
 
 
 @dataclass(frozen=True)

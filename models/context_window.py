@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .base import DEFAULT_TRUNCATION, Truncation
+
 # Chat templates wrap each message in a few tokens (ChatML: "<|im_start|>role\n" ... "<|im_end|>\n",
 # 5 tokens; Llama 3 also 5); 8 leaves room for wordier templates and a SentencePiece word prefix.
 MESSAGE_OVERHEAD = 8
@@ -106,16 +108,25 @@ def byte_bound(messages: Sequence[dict[str, Any]]) -> int:
     return sum(len(_text(m).encode()) + MESSAGE_OVERHEAD for m in messages)
 
 
-def needs_fitting(messages: Sequence[dict[str, Any]], *, n_ctx: int, max_tokens: int) -> bool:
+def needs_fitting(messages: Sequence[dict[str, Any]], *, n_ctx: int, max_tokens: int,
+                  policy: Truncation = DEFAULT_TRUNCATION) -> bool:
+    if policy.mode == "disabled":
+        return False
+    limit = policy.post_instructions_tokens
+    if limit is not None:
+        after = messages[1:] if messages and messages[0].get("role") == "system" else messages
+        if byte_bound(after) > limit:
+            return True
     return byte_bound(messages) > prompt_budget(n_ctx, max_tokens)
 
 
 def fit_messages(messages: Sequence[dict[str, Any]], tokenizer: Tokenizer, *, n_ctx: int,
-                 max_tokens: int, system_share: float = 0.5) -> FittedPrompt:
+                 max_tokens: int, system_share: float = 0.5,
+                 policy: Truncation = DEFAULT_TRUNCATION) -> FittedPrompt:
     """The messages, shortened as the module docstring says so that their prompt fits in
-    `n_ctx` with room for a `max_tokens` answer."""
+    `n_ctx` with room for a `max_tokens` answer, under the client's truncation `policy`."""
     budget = prompt_budget(n_ctx, max_tokens)
-    if byte_bound(messages) <= budget:
+    if not needs_fitting(messages, n_ctx=n_ctx, max_tokens=max_tokens, policy=policy):
         return FittedPrompt(list(messages))
     msgs = [dict(m) for m in messages]
 
@@ -144,9 +155,18 @@ def fit_messages(messages: Sequence[dict[str, Any]], tokenizer: Tokenizer, *, n_
         tail[0], latest_cut = _cut(tail[0], tokenizer, tail_room - others - MESSAGE_OVERHEAD,
                                    keep="tail")
 
-    room = budget - system_cost - sum(cost(m) for m in tail)
+    tail_cost = sum(cost(m) for m in tail)
+    room = budget - system_cost - tail_cost
+    if policy.post_instructions_tokens is not None:
+        room = min(room, policy.post_instructions_tokens - tail_cost)
     costs = [cost(m) for m in history]
-    keep_from = _sticky_cut(costs, room, step=max(1, n_ctx // 4))
+    # Cuts go in steps from the conversation's start, so the cut point holds while the history
+    # grows by up to a step. A retention ratio r sets the step to (1 - r) of the room: a cut then
+    # leaves about r of the room, as the client asked, and the next turns grow into the rest.
+    step = n_ctx // 4
+    if policy.retention_ratio is not None:
+        step = int(max(room, 0) * (1.0 - policy.retention_ratio))
+    keep_from = _sticky_cut(costs, room, step=max(1, step))
     # Templates that insist on alternating turns (Gemma, Mistral) reject a history that opens with
     # the assistant right after the system prompt.
     while keep_from < len(history) and history[keep_from].get("role") != "user":
@@ -189,4 +209,5 @@ def _cut(message: dict[str, Any], tokenizer: Tokenizer, limit: int,
     return out, len(tokens) - len(kept)
 
 
-__all__ = ["ByteTokenizer", "FittedPrompt", "Tokenizer", "fit_messages", "needs_fitting", "prompt_budget"]
+__all__ = ["ByteTokenizer", "FittedPrompt", "Tokenizer", "Truncation", "fit_messages",
+           "needs_fitting", "prompt_budget"]

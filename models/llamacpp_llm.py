@@ -142,16 +142,19 @@ class LlamaCppEngine:
         """The request's chat messages, shortened to fit the context (`models.context_window`)."""
         messages = prepare_messages(request.messages, request.tools, request.tool_choice)
         max_tokens = request.max_tokens or self.default_max_tokens
-        if not needs_fitting(messages, n_ctx=self._n_ctx, max_tokens=max_tokens):
+        policy = request.truncation
+        if not needs_fitting(messages, n_ctx=self._n_ctx, max_tokens=max_tokens, policy=policy):
             return messages
         # tokenizing is an HTTP round trip (see _ServerTokenizer): off the event loop
         try:
             fitted = await asyncio.to_thread(fit_messages, messages, self._tokenizer,
-                                             n_ctx=self._n_ctx, max_tokens=max_tokens)
+                                             n_ctx=self._n_ctx, max_tokens=max_tokens,
+                                             policy=policy)
         except (OSError, ValueError, KeyError) as exc:
             # the side port failed: fit by bytes rather than send a prompt llama.cpp may refuse
             log.warning("tokenizer port failed (%r); fitting the prompt by its bytes", exc)
-            fitted = fit_messages(messages, ByteTokenizer(), n_ctx=self._n_ctx, max_tokens=max_tokens)
+            fitted = fit_messages(messages, ByteTokenizer(), n_ctx=self._n_ctx,
+                                  max_tokens=max_tokens, policy=policy)
         if fitted.changed:
             log.warning("context full: response %s: %s, to fit %d tokens with the answer",
                         request.request_id or "-", fitted.describe(), self._n_ctx)

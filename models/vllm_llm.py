@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from .base import ChatRequest, LlmDelta
+from .base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, Truncation
 from .context_window import fit_messages, needs_fitting
 from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
@@ -71,14 +71,16 @@ class VllmEngine:
         self._tokenizer: Any = None
         self._max_model_len = 0
 
-    async def _prompt(self, messages: list[dict[str, Any]], max_tokens: int, request_id: str = "") -> str:
+    async def _prompt(self, messages: list[dict[str, Any]], max_tokens: int, request_id: str = "",
+                      policy: Truncation = DEFAULT_TRUNCATION) -> str:
         if self._tokenizer is None:
             self._tokenizer = await self._engine.get_tokenizer()
             # the engine's resolved value: the option if set, else the model's own limit
             self._max_model_len = int((await self._engine.get_model_config()).max_model_len)
-        if needs_fitting(messages, n_ctx=self._max_model_len, max_tokens=max_tokens):
+        if needs_fitting(messages, n_ctx=self._max_model_len, max_tokens=max_tokens, policy=policy):
             fitted = await asyncio.to_thread(fit_messages, messages, _HfTokenizer(self._tokenizer),
-                                             n_ctx=self._max_model_len, max_tokens=max_tokens)
+                                             n_ctx=self._max_model_len, max_tokens=max_tokens,
+                                             policy=policy)
             if fitted.changed:
                 log.warning("context full: response %s: %s, to fit %d tokens with the answer",
                             request_id or "-", fitted.describe(), self._max_model_len)
@@ -102,7 +104,7 @@ class VllmEngine:
         tool_mode = uses_tools(request.tools, request.tool_choice)
         max_tokens = request.max_tokens or self.default_max_tokens
         prompt = await self._prompt(prepare_messages(request.messages, request.tools, request.tool_choice),
-                                    max_tokens, request.request_id)
+                                    max_tokens, request.request_id, request.truncation)
         guided = None
         if tool_mode:
             guided = self._GuidedDecodingParams(json=answer_schema(request.tools, request.tool_choice))

@@ -77,6 +77,9 @@ async def test_voice_live_es_mx_transcribes_spanish(server: Server) -> None:
         refused = await s.update({"model": "azure-speech", "language": "xx-YY"})
         assert refused["type"] == "error", refused
         assert refused["error"]["param"] == "session.input_audio_transcription.language"
+        # only that field was dropped: the rest of the update (turn detection off) applied
+        rest = await s.next("session.updated")
+        assert rest["session"]["turn_detection"] is None
         options = AudioInputTranscriptionOptions(model="azure-speech", language="es-MX")
         updated = await s.update(options.as_dict())
         assert updated["type"] == "session.updated", updated

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from voxserve.models.context_window import (
-    MESSAGE_OVERHEAD, ByteTokenizer, fit_messages, needs_fitting, prompt_budget,
+    MESSAGE_OVERHEAD, ByteTokenizer, Truncation, fit_messages, needs_fitting, prompt_budget,
 )
 
 pytestmark = pytest.mark.unit
@@ -113,3 +113,58 @@ def test_the_byte_fallback_fits_by_an_upper_bound() -> None:
     assert kept[0] == msgs[0] and kept[-1] == msgs[-1]
     assert sum(len(m["content"].encode()) + MESSAGE_OVERHEAD for m in kept) <= prompt_budget(1024, 128)
     assert ByteTokenizer().decode(ByteTokenizer().encode("caf\u00e9")[:4]) == "caf"  # split character dropped
+
+
+# --- the client's truncation setting (GA `truncation`) ----------------------------------------
+
+
+def test_truncation_disabled_sends_everything() -> None:
+    msgs = _conversation(40) + [{"role": "user", "content": "last"}]
+    policy = Truncation(mode="disabled")
+    assert needs_fitting(msgs, n_ctx=1024, max_tokens=64)
+    assert not needs_fitting(msgs, n_ctx=1024, max_tokens=64, policy=policy)
+    fitted = fit_messages(msgs, WordTokenizer(), n_ctx=1024, max_tokens=64, policy=policy)
+    assert fitted.messages == msgs and not fitted.changed
+
+
+def _grow(policy: Truncation, turns: int, n_ctx: int = 2048, answer: int = 64
+          ) -> list[tuple[str, int]]:
+    """A conversation sent whole every turn, as the session sends it: per turn, the first
+    history message kept and the history's tokens."""
+    msgs = [{"role": "system", "content": "You are a helpful voice assistant."}]
+    out = []
+    for i in range(turns):
+        msgs.append({"role": "user", "content": _words(60, f"q{i}w")})
+        fitted = fit_messages(msgs, WordTokenizer(), n_ctx=n_ctx, max_tokens=answer,
+                              policy=policy)
+        history = fitted.messages[1:-1]
+        out.append((history[0]["content"] if history else "", _tokens(history)))
+        msgs.append({"role": "assistant", "content": _words(60, f"a{i}w")})
+    return out
+
+
+def test_retention_ratio_cuts_to_that_share_and_the_cut_then_holds() -> None:
+    ratio = 0.5
+    room = prompt_budget(2048, 64) - _tokens([{"role": "system",
+                                               "content": "You are a helpful voice assistant."}])
+    turn = 2 * (60 + MESSAGE_OVERHEAD)
+    deep = _grow(Truncation(retention_ratio=ratio), 60)
+    auto = _grow(Truncation(), 60)
+    cuts = [i for i in range(1, len(deep)) if deep[i][0] != deep[i - 1][0]]
+    assert cuts, "the conversation never outgrew the context"
+    for i in cuts:  # each cut leaves about the ratio's share of the room (within a turn)
+        assert deep[i][1] <= ratio * room + turn, (i, deep[i][1])
+    # deeper cuts, so fewer of them: the cached prefix survives more turns
+    auto_cuts = [i for i in range(1, len(auto)) if auto[i][0] != auto[i - 1][0]]
+    assert len(cuts) < len(auto_cuts)
+    assert all(tokens <= room for _, tokens in deep)
+
+
+def test_post_instructions_token_limit_caps_what_follows_the_system_prompt() -> None:
+    msgs = _conversation(6) + [{"role": "user", "content": "last"}]
+    policy = Truncation(post_instructions_tokens=300)
+    assert not needs_fitting(msgs, n_ctx=8192, max_tokens=64)  # it fits the context...
+    assert needs_fitting(msgs, n_ctx=8192, max_tokens=64, policy=policy)  # ...not the limit
+    fitted = fit_messages(msgs, WordTokenizer(), n_ctx=8192, max_tokens=64, policy=policy)
+    assert fitted.messages[0] == msgs[0] and fitted.messages[-1] == msgs[-1]
+    assert _tokens(fitted.messages[1:]) <= 300

@@ -94,13 +94,12 @@ def test_an_update_with_nothing_valid_changes_nothing() -> None:
 
 def test_ga_known_fields_without_effect_are_accepted_and_the_echo_shows_the_effective_value() -> None:
     raw = {"type": "realtime", "instructions": "hi", "tracing": "auto",
-           "truncation": {"type": "retention_ratio", "retention_ratio": 0.5},
            "reasoning": {"effort": "low"}, "include": ["item.input_audio_transcription.logprobs"],
            "audio": {"input": {"noise_reduction": {"type": "near_field"}}}}
     result = apply_update(SessionConfig(), raw, GA, VOICES, False)
     assert result.errors == [] and result.config.instructions == "hi"
     assert {p for _, p in result.warnings} == {
-        "session.tracing", "session.truncation", "session.reasoning", "session.include",
+        "session.tracing", "session.reasoning", "session.include",
         "session.audio.input.noise_reduction"}
     echo = render_session(result.config, GA, "s", 1)
     assert echo["audio"]["input"]["noise_reduction"] is None
@@ -177,5 +176,36 @@ async def test_an_unconfigured_transcription_model_is_served_by_the_default_with
     assert [w["param"] for w in warned] == ["session.input_audio_transcription.model"]
     assert "contoso-custom-asr" in warned[0]["message"]
     assert session.config.transcription is not None
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+
+
+def test_ga_truncation_is_kept_and_echoed() -> None:
+    raw = {"type": "realtime", "truncation": {"type": "retention_ratio", "retention_ratio": 0.5,
+                                              "token_limits": {"post_instructions": 1000}}}
+    result = apply_update(SessionConfig(), raw, GA, VOICES, False)
+    assert result.errors == [] and result.warnings == []
+    t = result.config.truncation
+    assert (t.type, t.retention_ratio, t.post_instructions_tokens) == ("retention_ratio", 0.5, 1000)
+    assert render_session(result.config, GA, "s", 1)["truncation"] == raw["truncation"]
+    cfg = apply_update(result.config, {"truncation": "disabled"}, GA, VOICES, False).config
+    assert cfg.truncation.type == "disabled"
+    for bad, param in (({"type": "retention_ratio"}, "session.truncation.retention_ratio"),
+                       ({"type": "retention_ratio", "retention_ratio": 1.5}, "session.truncation"),
+                       ("sometimes", "session.truncation")):
+        err = refused(apply_update, SessionConfig(), {"truncation": bad}, GA, VOICES, False)
+        assert err.param is not None and err.param.startswith(param), (bad, err.param)
+
+
+async def test_the_session_truncation_reaches_the_llm_request() -> None:
+    session, tr, pipe, task = await start_session(GA)
+    tr.push({"type": "session.update", "session": {"type": "realtime", "truncation": {
+        "type": "retention_ratio", "retention_ratio": 0.25,
+        "token_limits": {"post_instructions": 2000}}}})
+    await tr.wait_for("session.updated")
+    tr.push({"type": "response.create"})
+    await tr.wait_for("response.done")
+    t = pipe.requests[0].truncation
+    assert (t.mode, t.retention_ratio, t.post_instructions_tokens) == ("auto", 0.25, 2000)
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)

@@ -89,6 +89,7 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
             "instructions": cfg.instructions, "tools": tools,
             "tool_choice": render_tool_choice(cfg.tool_choice),
             "max_output_tokens": cfg.max_output_tokens, "expires_at": expires_at,
+            "truncation": cfg.truncation.render(),
             "audio": {
                 "input": {"format": _render_ga_format(cfg.input_format), "noise_reduction": None,
                           "transcription": transcription, "turn_detection": turn},

@@ -142,6 +142,24 @@ class InputTranscription(BaseModel):
         return _known_languages(tags)
 
 
+class TruncationConfig(BaseModel):
+    """GA `truncation`: "auto" (the oldest history goes when the context is full), "disabled",
+    or `retention_ratio` (cut deeper, to that share, optionally under a token limit)."""
+
+    model_config = _STRICT
+    type: Literal["auto", "disabled", "retention_ratio"] = "auto"
+    retention_ratio: float | None = Field(None, gt=0.0, le=1.0)
+    post_instructions_tokens: int | None = Field(None, ge=1, le=10_000_000)
+
+    def render(self) -> Any:
+        if self.type != "retention_ratio":
+            return self.type
+        out: dict[str, Any] = {"type": "retention_ratio", "retention_ratio": self.retention_ratio}
+        if self.post_instructions_tokens is not None:
+            out["token_limits"] = {"post_instructions": self.post_instructions_tokens}
+        return out
+
+
 class FunctionTool(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["function"] = "function"
@@ -185,6 +203,7 @@ class SessionConfig(BaseModel):
     tool_choice: ToolChoice = "auto"
     temperature: float = 0.8
     max_output_tokens: int | Literal["inf"] = "inf"
+    truncation: TruncationConfig = TruncationConfig()
     # VoxServe's own extension (opt-in, never by default: official clients must not see unknown
     # events): a `voxserve.response.timing` event after each `response.done`.
     response_timing: bool = False

@@ -29,7 +29,8 @@ from voxserve.protocol.fields import (
     VoiceChoice, context_of,
 )
 from voxserve.protocol.session_models import (
-    VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig, TurnDetection, VoiceTable,
+    VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig, TruncationConfig, TurnDetection,
+    VoiceTable,
 )
 from voxserve.protocol.validation import error_of, nested, no_stray_exceptions, refuse
 
@@ -64,6 +65,26 @@ def _no_stored_prompts(raw: Any) -> None:
     if raw is not None:
         raise refuse(ErrorCode.INVALID_VALUE, "stored prompts do not exist on this server; send "
                      "the prompt's text as `instructions`")
+
+
+def _truncation(raw: Any) -> TruncationConfig:
+    """GA `truncation`; null means the default, "auto"."""
+    if raw is None or raw in ("auto", "disabled"):
+        return TruncationConfig(type=raw or "auto")
+    if not isinstance(raw, dict) or raw.get("type") != "retention_ratio":
+        raise refuse(ErrorCode.INVALID_VALUE,
+                     "must be 'auto', 'disabled' or {type: 'retention_ratio', retention_ratio}")
+    if raw.get("retention_ratio") is None:
+        raise refuse(ErrorCode.MISSING_REQUIRED_PARAMETER, "retention_ratio needs a ratio",
+                     ".retention_ratio")
+    limits = raw.get("token_limits") or {}
+    if not isinstance(limits, dict) or set(raw) - {"type", "retention_ratio", "token_limits"} \
+            or set(limits) - {"post_instructions"}:
+        raise refuse(ErrorCode.UNKNOWN_PARAMETER, "retention_ratio takes retention_ratio and "
+                     "token_limits.post_instructions")
+    return nested(TruncationConfig, {"type": "retention_ratio",
+                                     "retention_ratio": raw.get("retention_ratio"),
+                                     "post_instructions_tokens": limits.get("post_instructions")})
 
 
 def _session_type(raw: Any) -> bool:
@@ -167,7 +188,7 @@ class GaSessionUpdate(_Section):
     """GA's nested shape (`session.type` 'realtime')."""
 
     ignored = frozenset({"object", "id", "expires_at", "client_secret", "parallel_tool_calls"})
-    noted = {"tracing": _TRACING, "truncation": "is not implemented yet",
+    noted = {"tracing": _TRACING,
              "include": "is not implemented yet",
              "reasoning": "has no effect: the served model does not reason"}
     prompt: Annotated[None, PlainValidator(_no_stored_prompts)] = None
@@ -179,6 +200,7 @@ class GaSessionUpdate(_Section):
     tools: Tools = None
     tool_choice: ToolChoiceField = None
     max_output_tokens: MaxTokens = None
+    truncation: Annotated[TruncationConfig | None, PlainValidator(_truncation)] = None
     audio: _GaAudio | None = None
     voxserve: Extensions = None
 

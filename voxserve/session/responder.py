@@ -14,10 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from voxserve.protocol.errors import ErrorCode, ProtocolError
+from voxserve.models.base import Truncation
 from voxserve.protocol.items import Item, ItemReference
 from voxserve.protocol.response_overrides import ResponseOverrides
 from voxserve.protocol.server_events import ItemTruncatedEvent, ServerEvent
 from voxserve.protocol.session_config import SessionConfig, VoiceTable, flat_format_name
+from voxserve.protocol.session_models import TruncationConfig
 from voxserve.session.conversation import Conversation
 from voxserve.session.observer import SessionObserver
 from voxserve.session.pipeline import Pipeline
@@ -56,7 +58,14 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
         max_output_tokens=(o.max_output_tokens if o.max_output_tokens is not None
                            else cfg.max_output_tokens),
         in_conversation=o.in_conversation, context_items=context, metadata=o.metadata,
-        verbatim=o.verbatim)
+        verbatim=o.verbatim, truncation=_truncation(cfg.truncation))
+
+
+def _truncation(t: TruncationConfig) -> Truncation:
+    """The session's truncation setting as the LLM engines take it."""
+    return Truncation(mode="disabled" if t.type == "disabled" else "auto",
+                      retention_ratio=t.retention_ratio,
+                      post_instructions_tokens=t.post_instructions_tokens)
 
 
 class Responder:

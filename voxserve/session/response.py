@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from voxserve.audio.formats import AudioFormat, b64encode
 from voxserve.audio.resample import resample
-from voxserve.models.base import ChatRequest, LlmDelta, ToolSpec, Word
+from voxserve.models.base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, ToolSpec, Truncation, Word
 from voxserve.protocol.ids import new_id
 from voxserve.protocol.items import ContentPart, Item
 from voxserve.protocol.server_events import (
@@ -63,6 +63,7 @@ class ResponseOptions:
     context_items: list[Item] | None = None  # explicit input instead of the conversation
     metadata: dict[str, str] | None = None
     verbatim: str | None = None  # Voice Live pre-generated message: spoken as is, no LLM call
+    truncation: Truncation = DEFAULT_TRUNCATION  # when the conversation outgrows the context
 
 
 async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
@@ -250,7 +251,7 @@ class Response:
             tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in o.tools),
             tool_choice=choice_name if o.tools else "none", temperature=o.temperature,
             max_tokens=None if o.max_output_tokens == "inf" else o.max_output_tokens,
-            request_id=self.id)
+            request_id=self.id, truncation=o.truncation)
 
     async def _generate(self) -> None:
         messages = await self._context()
