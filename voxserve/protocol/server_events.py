@@ -25,10 +25,13 @@ class ServerEvent(BaseModel):
     ga_type: ClassVar[str | None] = ""  # "" = same name in GA; None = not sent to GA
     flat_type: ClassVar[str | None] = ""  # "" = same name in beta/VL; None = not sent there
     voice_live_only: ClassVar[bool] = False
+    beta_only: ClassVar[bool] = False
     extension: ClassVar[bool] = False  # voxserve.* events: only sent when a session opts in
 
     def wire_type(self, dialect: Dialect) -> str | None:
         if self.voice_live_only and dialect is not Dialect.VOICE_LIVE:
+            return None
+        if self.beta_only and dialect is not Dialect.BETA:
             return None
         override = self.ga_type if dialect is Dialect.GA else self.flat_type
         if override is None:
@@ -79,6 +82,17 @@ class TranscriptionSessionUpdatedEvent(_SessionEvent):  # beta
     def payload(self, dialect: Dialect) -> dict[str, Any]:
         return {"session": render_transcription_session(self.config, self.session_id,
                                                         self.expires_at)}
+
+
+class ConversationCreatedEvent(ServerEvent):
+    """Beta's announcement of the session's one conversation, right after `session.created`."""
+
+    type = "conversation.created"
+    beta_only = True
+    conversation_id: str
+
+    def payload(self, dialect: Dialect) -> dict[str, Any]:
+        return {"conversation": {"id": self.conversation_id, "object": "realtime.conversation"}}
 
 
 class ErrorDetail(BaseModel):

@@ -31,6 +31,7 @@ class SpokenAudio:
 
 
 ROOT = "root"  # the `previous_item_id` of the conversation's start
+CONVERSATION_ID = "conv_default"  # a session holds one conversation
 
 
 class Conversation:

@@ -32,7 +32,7 @@ from voxserve.protocol.server_events import (
     ResponseStatus, ServerEvent, TextDeltaEvent, TextDoneEvent, Usage,
 )
 from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoiceFunction
-from voxserve.session.conversation import Conversation, SpokenAudio
+from voxserve.session.conversation import CONVERSATION_ID, Conversation, SpokenAudio
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.outlet import Outlet
 from voxserve.session.text_chunker import TextChunker, speakable
@@ -134,7 +134,7 @@ class Response:
             output=[i.model_copy(deep=True) for i in self._output], usage=usage,
             audio_output=o.audio_output, voice=o.voice, output_format=o.output_format_name,
             max_output_tokens=o.max_output_tokens,
-            conversation_id="conv_default" if o.in_conversation else None, metadata=o.metadata)
+            conversation_id=CONVERSATION_ID if o.in_conversation else None, metadata=o.metadata)
 
     # ---- the task body --------------------------------------------------------------------
 

@@ -24,10 +24,10 @@ from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.ids import new_id
 from voxserve.protocol.response_overrides import ResponseOverrides
 from voxserve.protocol.server_events import (
-    ErrorDetail, ErrorEvent, ServerEvent, SessionCreatedEvent,
+    ConversationCreatedEvent, ErrorDetail, ErrorEvent, ServerEvent, SessionCreatedEvent,
 )
 from voxserve.protocol.session_config import SessionConfig, VoiceTable
-from voxserve.session.conversation import Conversation
+from voxserve.session.conversation import CONVERSATION_ID, Conversation
 from voxserve.session.handlers import router
 from voxserve.session.listener import Heard, Listener, threaded
 from voxserve.session.observer import NullObserver, SessionObserver
@@ -157,6 +157,7 @@ class RealtimeSession:
             timer = tg.create_task(self._expire(transport))
             await self.send(SessionCreatedEvent(session_id=self.id, expires_at=self.expires_at,
                                                 config=self._config))
+            await self.send(ConversationCreatedEvent(conversation_id=CONVERSATION_ID))
             self._warm()
             try:
                 while (message := await transport.receive()) is not None:

@@ -1,0 +1,142 @@
+"""Drop-in behaviour a migrating app relies on, through the official clients on the real stack:
+a Voice Live app's first update keeps what it can and warns about the rest, transcription-only
+sessions never answer, a pre-generated message is spoken as written, and an out-of-band answer
+stays out of the conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.conformance import check_event
+from tests.e2e.conftest import Server
+from tests.speech import clip, wer
+from tests.unit.test_field_outcomes import VOICE_LIVE_FIRST_UPDATE
+from voxserve.audio.resample import resample
+from voxserve.client import pcm16_frames, read_wav
+from voxserve.protocol.dialects import Dialect
+from tests.e2e.test_spoken_turn import _paced, _pcm16
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT_S = 240  # a turn on a busy 2-core box
+ITEM_EVENTS = {"conversation.item.added", "conversation.item.done", "conversation.item.created"}
+
+
+def _voice_live(server: Server) -> Any:
+    from azure.ai.voicelive.aio import connect
+    from azure.core.credentials import AzureKeyCredential
+
+    return connect(endpoint=server.http, credential=AzureKeyCredential(server.api_key),
+                   model="gpt-4o")
+
+
+async def _until(recv: Any, kinds: set[str], events: list[dict[str, Any]],
+                 dialect: Dialect) -> dict[str, Any]:
+    """Collect events (each checked against the SDK's models) up to one of `kinds`."""
+    while True:
+        event = await asyncio.wait_for(recv(), TIMEOUT_S)
+        check_event(event, dialect)
+        events.append(event)
+        if event["type"] in kinds:
+            return event
+
+
+async def test_a_voice_live_first_update_keeps_what_it_can_and_warns_about_the_rest(
+        server: Server) -> None:
+    events: list[dict[str, Any]] = []
+    async with _voice_live(server) as conn:
+        async def recv() -> dict[str, Any]:
+            return dict((await conn.recv()).as_dict())
+
+        await _until(recv, {"session.created"}, events, Dialect.VOICE_LIVE)
+        await conn.session.update(session=VOICE_LIVE_FIRST_UPDATE)
+        updated = await _until(recv, {"session.updated"}, events, Dialect.VOICE_LIVE)
+    session = updated["session"]
+    assert session["instructions"] == VOICE_LIVE_FIRST_UPDATE["instructions"]
+    assert [t["name"] for t in session["tools"]] == ["get_weather"]
+    assert session["turn_detection"]["type"] == "azure_semantic_vad"
+    assert session["turn_detection"]["end_of_utterance_detection"]["timeout_ms"] == 2000
+    assert session["input_audio_transcription"]["language"] == "es-MX"
+    warned = {e["warning"]["param"] for e in events if e["type"] == "warning"}
+    assert warned == {"session.input_audio_noise_reduction",
+                      "session.input_audio_echo_cancellation", "session.voice"}
+    assert not [e for e in events if e["type"] == "error"]
+
+
+async def test_an_intent_transcription_session_transcribes_and_never_answers(
+        server: Server) -> None:
+    from openai import AsyncOpenAI
+
+    wav, reference = clip("0880")
+    frames = pcm16_frames(read_wav(wav), 1.5, frame_ms=40)
+    client = AsyncOpenAI(api_key=server.api_key, websocket_base_url=f"{server.ws}/v1")
+    events: list[dict[str, Any]] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        async def recv() -> dict[str, Any]:
+            return json.loads(await conn.recv_bytes())  # type: ignore[no-any-return]
+
+        created = await _until(recv, {"session.created"}, events, Dialect.GA)
+        assert created["session"]["type"] == "transcription"
+        await conn.session.update(session={"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}})
+        await _until(recv, {"session.updated"}, events, Dialect.GA)
+        sender = asyncio.create_task(_paced(frames, lambda f: conn.input_audio_buffer.append(
+            audio=f)))
+        done = await _until(recv, {"conversation.item.input_audio_transcription.completed"},
+                            events, Dialect.GA)
+        await sender
+        await conn.response.create()  # a transcription session refuses to answer
+        refusal = await _until(recv, {"error"}, events, Dialect.GA)
+    assert wer(reference, done["transcript"]) <= 0.25, done["transcript"]
+    assert "transcription session" in refusal["error"]["message"]
+    kinds = [e["type"] for e in events]
+    assert "input_audio_buffer.committed" in kinds
+    assert not [k for k in kinds if k.startswith("response.")], kinds
+
+
+async def test_a_pre_generated_message_is_spoken_as_written(server: Server, whisper: Any) -> None:
+    text = "Thank you for calling. This call may be recorded for quality purposes."
+    events: list[dict[str, Any]] = []
+    async with _voice_live(server) as conn:
+        async def recv() -> dict[str, Any]:
+            return dict((await conn.recv()).as_dict())
+
+        await _until(recv, {"session.created"}, events, Dialect.VOICE_LIVE)
+        await conn.send({"type": "response.create", "response": {
+            "pre_generated_assistant_message": {
+                "type": "message", "role": "assistant",
+                "content": [{"type": "text", "text": text}]}}})
+        done = await _until(recv, {"response.done"}, events, Dialect.VOICE_LIVE)
+    assert done["response"]["status"] == "completed"
+    transcript = next(e for e in events if e["type"] == "response.audio_transcript.done")
+    assert transcript["transcript"] == text
+    audio = _pcm16([e["delta"] for e in events if e["type"] == "response.audio.delta"])
+    heard = whisper.transcribe(resample(audio, 24000, 16000), "en").text
+    assert wer(text, heard) <= 0.2, heard
+
+
+async def test_an_out_of_band_answer_stays_out_of_the_conversation(server: Server) -> None:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(api_key=server.api_key, websocket_base_url=f"{server.ws}/v1")
+    events: list[dict[str, Any]] = []
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        async def recv() -> dict[str, Any]:
+            return json.loads(await conn.recv_bytes())  # type: ignore[no-any-return]
+
+        await _until(recv, {"session.created"}, events, Dialect.GA)
+        await conn.response.create(response={
+            "conversation": "none", "output_modalities": ["text"], "metadata": {"kind": "summary"},
+            "input": [{"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": "Say hello."}]}]})
+        done = await _until(recv, {"response.done"}, events, Dialect.GA)
+    assert done["response"]["status"] == "completed" and done["response"]["output"]
+    assert done["response"]["conversation_id"] is None
+    assert done["response"]["metadata"] == {"kind": "summary"}
+    assert not ITEM_EVENTS & {e["type"] for e in events}
