@@ -67,32 +67,45 @@ async def test_a_voice_live_first_update_keeps_what_it_can_and_warns_about_the_r
     assert not [e for e in events if e["type"] == "error"]
 
 
-async def test_an_intent_transcription_session_transcribes_and_never_answers(
-        server: Server) -> None:
+@pytest.mark.parametrize("form", ["ga_intent", "beta_transcription_session"])
+async def test_a_transcription_session_transcribes_and_never_answers(server: Server,
+                                                                     form: str) -> None:
     from openai import AsyncOpenAI
 
     wav, reference = clip("0880")
     frames = pcm16_frames(read_wav(wav), 1.5, frame_ms=40)
     client = AsyncOpenAI(api_key=server.api_key, websocket_base_url=f"{server.ws}/v1")
+    beta = form.startswith("beta")
+    dialect = Dialect.BETA if beta else Dialect.GA
+    connect = (client.beta.realtime.connect(model="gpt-4o-realtime-preview") if beta
+               else client.realtime.connect(extra_query={"intent": "transcription"}))
     events: list[dict[str, Any]] = []
-    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+    async with connect as conn:
         async def recv() -> dict[str, Any]:
             return json.loads(await conn.recv_bytes())  # type: ignore[no-any-return]
 
-        created = await _until(recv, {"session.created"}, events, Dialect.GA)
-        assert created["session"]["type"] == "transcription"
-        await conn.session.update(session={"type": "transcription", "audio": {"input": {
-            "format": {"type": "audio/pcm", "rate": 24000},
-            "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}})
-        await _until(recv, {"session.updated"}, events, Dialect.GA)
+        created = await _until(recv, {"session.created"}, events, dialect)
+        turns = {"type": "server_vad", "silence_duration_ms": 500}
+        if beta:
+            await conn.transcription_session.update(session={
+                "input_audio_format": "pcm16", "input_audio_noise_reduction": None,
+                "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                "turn_detection": turns})  # type: ignore[typeddict-item]
+            await _until(recv, {"transcription_session.updated"}, events, dialect)
+        else:
+            assert created["session"]["type"] == "transcription"
+            await conn.session.update(session={"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                "turn_detection": turns}}})  # type: ignore[typeddict-item]
+            await _until(recv, {"session.updated"}, events, dialect)
         sender = asyncio.create_task(_paced(frames, lambda f: conn.input_audio_buffer.append(
             audio=f)))
         done = await _until(recv, {"conversation.item.input_audio_transcription.completed"},
-                            events, Dialect.GA)
+                            events, dialect)
         await sender
         await conn.response.create()  # a transcription session refuses to answer
-        refusal = await _until(recv, {"error"}, events, Dialect.GA)
+        refusal = await _until(recv, {"error"}, events, dialect)
     assert wer(reference, done["transcript"]) <= 0.25, done["transcript"]
     assert "transcription session" in refusal["error"]["message"]
     kinds = [e["type"] for e in events]

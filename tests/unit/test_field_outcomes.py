@@ -209,3 +209,20 @@ async def test_the_session_truncation_reaches_the_llm_request() -> None:
     assert (t.mode, t.retention_ratio, t.post_instructions_tokens) == ("auto", 0.25, 2000)
     tr.inbox.put_nowait(None)
     await asyncio.wait_for(task, 10)
+
+
+def test_settings_without_effect_inside_transcription_and_voice_are_warned_about() -> None:
+    result = apply_update(SessionConfig(), {
+        "input_audio_transcription": {"model": "azure-speech", "language": "en-US",
+                                      "custom_speech": {"en-US": "my-endpoint-id"}},
+        "voice": {"name": "alloy", "type": "azure-standard", "pitch": "+5%", "volume": "loud",
+                  "rate": "1.1"}}, VL, VOICES, False)
+    assert result.errors == []
+    assert {p for _, p in result.warnings} == {"session.input_audio_transcription.custom_speech",
+                                               "session.voice.pitch", "session.voice.volume"}
+    assert result.config.speed == pytest.approx(1.1)
+    assert result.config.transcription is not None
+    assert result.config.transcription.custom_speech == {"en-US": "my-endpoint-id"}  # echoed
+    ga = apply_update(SessionConfig(), {"type": "realtime", "audio": {"input": {"transcription": {
+        "model": "gpt-realtime-whisper", "delay": "low"}}}}, GA, VOICES, False)
+    assert [p for _, p in ga.warnings] == ["session.audio.input.transcription.delay"]

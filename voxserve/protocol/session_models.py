@@ -7,7 +7,7 @@ a client's `session.update`, `session_config` renders them back for each dialect
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -114,6 +114,10 @@ def _known_languages(tags: str | list[str] | None) -> Any:
 
 class InputTranscription(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # kept and echoed, but without effect on this server's recognizer: a notice when set
+    noted: ClassVar[dict[str, str]] = {
+        "delay": "has no effect: Whisper decodes the whole turn at its end",
+        "custom_speech": "has no effect: no custom speech models are configured here"}
     # routed by the operator's `asr.transcription_models`; an unknown name gets the default ASR
     model: str | None = Field("whisper-1", max_length=MAX_NAME_CHARS)
     # ISO 639-1/2/3 or BCP-47; Voice Live also a comma list to detect among ("en-US,es-MX")

@@ -135,9 +135,15 @@ class _Section(BaseModel):
                for key, why in cls.noted.items() if raw.get(key) is not None]
         for name, field in cls.model_fields.items():
             key = field.alias or name
+            value = raw.get(key)
+            if not isinstance(value, dict):
+                continue
             sub = _section_type(field.annotation)
-            if sub is not None and isinstance(raw.get(key), dict):
-                out += sub.notices(raw[key], f"{prefix}.{key}")
+            if sub is not None:
+                out += sub.notices(value, f"{prefix}.{key}")
+            elif name == "transcription":  # a leaf model with settings of no effect here
+                out += [(f"'{k}' {why}; it was ignored", f"{prefix}.{key}.{k}")
+                        for k, why in InputTranscription.noted.items() if value.get(k) is not None]
         return out
 
     def warnings(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
@@ -338,6 +344,9 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
                                         "session has produced audio", voice_param))
         elif choice is not None:
             changes.update(voice=choice.name, voice_raw=choice.raw)
+            notices += [(f"voice '{k}' has no effect with this server's voices; it was ignored",
+                         f"{voice_param}.{k}") for k in ("pitch", "volume")
+                        if (choice.raw or {}).get(k) is not None]
             if choice.speed is not None:
                 changes["speed"] = choice.speed
             if choice.requested is not None:
