@@ -325,8 +325,10 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
                 changes = update.changes(current)
                 break
             except ValidationError as exc:
-                refused = [(error_of(err, "session"), _field_path(model, err["loc"]))
-                           for err in exc.errors()]
+                by_path: dict[tuple[str, ...], ProtocolError] = {}
+                for err in exc.errors():  # one error per field (a union reports each branch)
+                    by_path.setdefault(_field_path(model, err["loc"]), error_of(err, "session"))
+                refused = [(err, path) for path, err in by_path.items()]
             except _Refused as exc:
                 refused = [(exc, exc.path)]
             if any(not path for _, path in refused):
