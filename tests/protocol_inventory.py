@@ -48,7 +48,7 @@ _CONTAINERS = frozenset({"audio", "audio.input", "audio.output"})
 _SECTIONS = frozenset({"audio.input.transcription", "audio.input.turn_detection",
                        "input_audio_transcription", "turn_detection",
                        "turn_detection.end_of_utterance_detection", "voice"})
-# Event fields that are not payload: the envelope, and the payload object itself.
+# Fields of response.create itself that are not payload: the envelope, and `response`.
 _ENVELOPE = frozenset({"type", "event_id", "session", "response"})
 
 
@@ -92,11 +92,11 @@ def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
 
 
 def _openai_fields(models: Iterable[type[pydantic.BaseModel]], sections: frozenset[str],
-                   prefix: str = "") -> Iterator[str]:
+                   prefix: str = "", skip: frozenset[str] = frozenset()) -> Iterator[str]:
     for model in models:
         for name, info in model.model_fields.items():
             wire = info.alias or name
-            if not prefix and wire in _ENVELOPE:
+            if wire in skip:
                 continue
             path = prefix + wire
             if path not in _CONTAINERS:
@@ -139,11 +139,12 @@ def _vl_models_in(annotation: str) -> list[type]:
     return found
 
 
-def _vl_fields(models: Iterable[type], sections: frozenset[str], prefix: str = "") -> Iterator[str]:
+def _vl_fields(models: Iterable[type], sections: frozenset[str], prefix: str = "",
+               skip: frozenset[str] = frozenset()) -> Iterator[str]:
     for model in models:
         annotations = _vl_annotations(model)
         for attr, wire in _vl_rest_fields(model).items():
-            if not prefix and wire in _ENVELOPE:
+            if wire in skip:
                 continue
             path = prefix + wire
             if path not in _CONTAINERS:
@@ -154,6 +155,13 @@ def _vl_fields(models: Iterable[type], sections: frozenset[str], prefix: str = "
 
 
 # --- the inventory --------------------------------------------------------------------------------
+
+
+def _openai_response(event: type[pydantic.BaseModel]) -> set[str]:
+    """The fields of `response`, and any beside it in the event."""
+    params = _models_in(event.model_fields["response"].annotation)
+    return {*_openai_fields(params, frozenset()),
+            *_openai_fields([event], frozenset(), skip=_ENVELOPE)}
 
 
 def _sources() -> dict[tuple[Kind, Dialect], set[str]]:
@@ -171,15 +179,12 @@ def _sources() -> dict[tuple[Kind, Dialect], set[str]]:
         ("session", Dialect.BETA): set(_openai_fields([beta_session.Session,
                                                        beta_transcription.Session], _SECTIONS)),
         ("session", Dialect.VOICE_LIVE): set(_vl_fields([vl.RequestSession], _SECTIONS)),
-        ("response", Dialect.GA): set(_openai_fields(
-            [*_models_in(ga_response.ResponseCreateEvent.model_fields["response"].annotation),
-             ga_response.ResponseCreateEvent], frozenset())),
-        ("response", Dialect.BETA): set(_openai_fields(
-            [*_models_in(beta_response.ResponseCreateEvent.model_fields["response"].annotation),
-             beta_response.ResponseCreateEvent], frozenset())),
+        ("response", Dialect.GA): _openai_response(ga_response.ResponseCreateEvent),
+        ("response", Dialect.BETA): _openai_response(beta_response.ResponseCreateEvent),
         # Voice Live's `additional_instructions` sits beside `response`, in the event itself
-        ("response", Dialect.VOICE_LIVE): set(_vl_fields([vl.ResponseCreateParams,
-                                                          vl.ClientEventResponseCreate], frozenset())),
+        ("response", Dialect.VOICE_LIVE): {
+            *_vl_fields([vl.ResponseCreateParams], frozenset()),
+            *_vl_fields([vl.ClientEventResponseCreate], frozenset(), skip=_ENVELOPE)},
     }
 
 
