@@ -63,7 +63,8 @@ async def test_a_voice_live_first_update_keeps_what_it_can_and_warns_about_the_r
     assert session["input_audio_transcription"]["language"] == "es-MX"
     warned = {e["warning"]["param"] for e in events if e["type"] == "warning"}
     assert warned == {"session.input_audio_noise_reduction",
-                      "session.input_audio_echo_cancellation", "session.voice"}
+                      "session.input_audio_echo_cancellation", "session.voice",
+                      "session.voice.temperature"}
     assert not [e for e in events if e["type"] == "error"]
 
 

@@ -54,7 +54,8 @@ def test_a_voice_live_first_update_keeps_all_it_can_and_warns_about_the_rest() -
     assert cfg.voice == "alloy" and cfg.speed == pytest.approx(1.1)  # fallback voice, its rate
     params = {p for _, p in result.warnings}
     assert params == {"session.input_audio_noise_reduction",
-                      "session.input_audio_echo_cancellation", "session.voice"}
+                      "session.input_audio_echo_cancellation", "session.voice",
+                      "session.voice.temperature"}
     assert any("es-MX-DaliaNeural" in m for m, _ in result.warnings)
 
 
@@ -222,7 +223,36 @@ def test_settings_without_effect_inside_transcription_and_voice_are_warned_about
                                                "session.voice.pitch", "session.voice.volume"}
     assert result.config.speed == pytest.approx(1.1)
     assert result.config.transcription is not None
-    assert result.config.transcription.custom_speech == {"en-US": "my-endpoint-id"}  # echoed
+    assert result.config.transcription.custom_speech is None  # the echo shows what is in effect
     ga = apply_update(SessionConfig(), {"type": "realtime", "audio": {"input": {"transcription": {
         "model": "gpt-realtime-whisper", "delay": "low"}}}}, GA, VOICES, False)
     assert [p for _, p in ga.warnings] == ["session.audio.input.transcription.delay"]
+
+
+def test_voice_live_extensions_are_unknown_parameters_in_the_openai_dialects() -> None:
+    err = refused(apply_update, SessionConfig(), {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "server_vad", "remove_filler_words": True}}}}, GA, VOICES,
+        False)
+    assert (err.code, err.param) == ("unknown_parameter",
+                                     "session.audio.input.turn_detection.remove_filler_words")
+    err = refused(apply_update, SessionConfig(), {"turn_detection": {
+        "type": "server_vad", "end_of_utterance_detection": {"timeout_ms": 500}}}, BETA, VOICES,
+        False)
+    assert err.param == "session.turn_detection.end_of_utterance_detection"
+    ok = apply_update(SessionConfig(), {"turn_detection": {
+        "type": "server_vad", "remove_filler_words": True}}, VL, VOICES, False)
+    assert ok.errors == [] and ok.config.turn_detection is not None
+
+
+def test_a_voice_object_of_an_unknown_kind_is_refused() -> None:
+    err = refused(apply_update, SessionConfig(), {"voice": {"name": "alloy", "type": "bogus"}},
+                  VL, VOICES, False)
+    assert err.param == "session.voice.type"
+
+
+def test_stored_prompts_are_refused_in_responses_too() -> None:
+    from voxserve.protocol.response_overrides import parse_response_overrides
+
+    err = refused(parse_response_overrides, {"prompt": {"id": "pmpt_1"}}, GA, VOICES)
+    assert err.param == "response.prompt"
+    assert parse_response_overrides({"prompt": None}, GA, VOICES).notices == ()

@@ -53,13 +53,15 @@ def test_voice_live_turn_detection_languages_apply_when_transcription_names_none
 
 
 def test_ga_transcription_languages_keywords_and_delay_are_accepted_and_echoed() -> None:
+    """`delay` is checked, then left out of the echo: it has no effect here (a notice says so)."""
     raw = {"audio": {"input": {"transcription": {
         "model": "gpt-4o-transcribe", "languages": ["en", "es"], "keywords": ["Nexalis"],
         "prompt": "Support call.", "delay": "low"}}}}
     cfg = _update(raw, GA)
     assert recognition(cfg) == (("en", "es"), "Support call.", ("Nexalis",))
     rendered = render_session(cfg, GA, "sess_1", 0)["audio"]["input"]["transcription"]
-    assert rendered == raw["audio"]["input"]["transcription"]
+    sent = dict(raw["audio"]["input"]["transcription"])  # type: ignore[index]
+    assert sent.pop("delay") == "low" and rendered == sent
     check_event({"type": "session.updated", "event_id": "e1",
                  "session": render_session(cfg, GA, "sess_1", 0)}, GA)
     # language wins over languages; phrases and keywords merge without repeats

@@ -108,6 +108,9 @@ def _voice(raw: Any, info: ValidationInfo) -> VoiceChoice:
         name = raw.get("name") or raw.get("model")
         if not isinstance(name, str):
             raise refuse(ErrorCode.MISSING_REQUIRED_PARAMETER, "voice object needs a 'name'", ".name")
+        if raw.get("type") is not None and raw["type"] not in VOICE_LIVE_VOICE_TYPES:
+            raise refuse(_INVALID_VALUE, "voice type must be one of "
+                         + ", ".join(sorted(VOICE_LIVE_VOICE_TYPES)), ".type")
     if not isinstance(name, str):
         raise refuse(_INVALID_TYPE, "must be a voice name")
     obj = raw if isinstance(raw, dict) else None
@@ -118,6 +121,12 @@ def _voice(raw: Any, info: ValidationInfo) -> VoiceChoice:
         return VoiceChoice(ctx.voices.default, obj, requested=name, speed=speed)
     return VoiceChoice(name, obj, speed=speed)
 
+
+# azure-ai-voicelive 1.3.1's voice kinds (AzureVoiceType, and the OpenAI and native voices)
+VOICE_LIVE_VOICE_TYPES = frozenset({"azure-standard", "azure-custom", "azure-personal",
+                                    "azure-realtime-native", "avatar-voice-sync", "openai"})
+# Voice object settings hibari cannot honour (only `rate` becomes its speed): a notice each
+VOICE_SETTINGS_WITHOUT_EFFECT = ("pitch", "volume", "style", "temperature")
 
 _RATE_WORDS = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25,
                "x-fast": 1.5}
@@ -142,6 +151,13 @@ def _prosody_rate(raw: Any) -> float | None:
     if not 0.25 <= value <= 4.0:
         raise refuse(_INVALID_VALUE, "rate must be between 0.25 and 4 times normal", ".rate")
     return min(max(value, 0.25), 1.5)  # the range of GA `speed`
+
+
+def _no_stored_prompts(raw: Any) -> None:
+    """GA `prompt` (a stored prompt by id): none exist here; null is fine."""
+    if raw is not None:
+        raise refuse(_INVALID_VALUE, "stored prompts do not exist on this server; send the "
+                     "prompt's text as `instructions`")
 
 
 def _boolean(raw: Any) -> bool:
@@ -265,4 +281,5 @@ ToolChoiceField = Annotated[ToolChoice | None, PlainValidator(_tool_choice)]
 GaFormat = Annotated[AudioFormat | None, PlainValidator(_ga_format)]
 FlatInputFormat = Annotated[AudioFormat | None, PlainValidator(_flat_input_format)]
 FlatOutputFormat = Annotated[AudioFormat | None, PlainValidator(_flat_output_format)]
+StoredPrompt = Annotated[None, PlainValidator(_no_stored_prompts)]
 

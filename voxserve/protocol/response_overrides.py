@@ -23,7 +23,7 @@ from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, MaxTokens, Name, PayloadContext,
+    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, StoredPrompt, MaxTokens, Name, PayloadContext,
     Temperature, ToolChoiceField, Tools, Voice,
 )
 from voxserve.protocol.items import Item, ItemReference, parse_client_item
@@ -113,9 +113,9 @@ class _GaAudio(BaseModel):
 
 class _GaResponse(_Response):
     noted = {"reasoning": "has no effect: the served model does not reason",
-             "include": "is not implemented yet", "prompt": "(stored prompts) does not exist "
-             "on this server; send instructions"}
+             "include": "is not implemented yet"}
     audio_output: GaModalities = Field(None, alias="output_modalities")
+    prompt: StoredPrompt = None
     audio: _GaAudio | None = None
 
 

@@ -28,6 +28,9 @@ TurnType = Literal[
     "server_vad", "semantic_vad", "azure_semantic_vad", "azure_semantic_vad_en",
     "azure_semantic_vad_multilingual",
 ]
+# TurnDetection's Voice Live extensions: unknown parameters in the OpenAI dialects
+VOICE_LIVE_TURN_FIELDS = ("speech_duration_ms", "remove_filler_words", "languages",
+                          "end_of_utterance_detection", "auto_truncate")
 VOICE_LIVE_TURN_TYPES = frozenset({"azure_semantic_vad", "azure_semantic_vad_en",
                                    "azure_semantic_vad_multilingual"})
 
@@ -131,6 +134,13 @@ class InputTranscription(BaseModel):
     # Voice Live extensions; phrase_list biases Whisper (faster-whisper hotwords).
     phrase_list: list[str] | None = Field(None, max_length=MAX_PHRASES)
     custom_speech: dict[str, str] | None = Field(None, max_length=MAX_PHRASES)
+
+    @model_validator(mode="after")
+    def _without_effect(self) -> InputTranscription:
+        """The noted settings are checked, then left out: the echo shows what is in effect."""
+        for key in self.noted:
+            setattr(self, key, None)
+        return self
 
     @field_validator("phrase_list", "keywords")
     @classmethod

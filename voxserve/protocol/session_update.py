@@ -24,12 +24,12 @@ from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    Boolean, FlatInputFormat, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, MaxTokens, Name,
+    VOICE_SETTINGS_WITHOUT_EFFECT, Boolean, FlatInputFormat, StoredPrompt, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, MaxTokens, Name,
     NotNull, PayloadContext, SessionInstructions, Speed, Temperature, ToolChoiceField, Tools, Voice,
     VoiceChoice, context_of,
 )
 from voxserve.protocol.session_models import (
-    VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig, TruncationConfig, TurnDetection,
+    VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig, TruncationConfig, TurnDetection,
     VoiceTable,
 )
 from voxserve.protocol.validation import error_of, nested, no_stray_exceptions, refuse
@@ -50,6 +50,10 @@ def _turn_detection(raw: Any, info: ValidationInfo) -> TurnDetection | None:
     if not voice_live and td.type in VOICE_LIVE_TURN_TYPES:
         raise refuse(ErrorCode.INVALID_VALUE,
                      f"{td.type} is only available on the Voice Live endpoint", ".type")
+    if not voice_live and (extension := next((k for k in VOICE_LIVE_TURN_FIELDS if k in raw),
+                                             None)):
+        raise refuse(ErrorCode.UNKNOWN_PARAMETER,
+                     f"{extension} is a Voice Live setting", f".{extension}")
     return td
 
 
@@ -59,12 +63,6 @@ def _unavailable(what: str) -> PlainValidator:
         if raw is not None:
             raise refuse(ErrorCode.INVALID_VALUE, f"{what} is not available on this server yet")
     return PlainValidator(check)
-
-
-def _no_stored_prompts(raw: Any) -> None:
-    if raw is not None:
-        raise refuse(ErrorCode.INVALID_VALUE, "stored prompts do not exist on this server; send "
-                     "the prompt's text as `instructions`")
 
 
 def _truncation(raw: Any) -> TruncationConfig:
@@ -197,7 +195,7 @@ class GaSessionUpdate(_Section):
     noted = {"tracing": _TRACING,
              "include": "is not implemented yet",
              "reasoning": "has no effect: the served model does not reason"}
-    prompt: Annotated[None, PlainValidator(_no_stored_prompts)] = None
+    prompt: StoredPrompt = None
     transcription_only: Annotated[bool | None, PlainValidator(_session_type)] = Field(
         None, alias="type")
     model: Name = None
@@ -347,7 +345,7 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
         elif choice is not None:
             changes.update(voice=choice.name, voice_raw=choice.raw)
             notices += [(f"voice '{k}' has no effect with this server's voices; it was ignored",
-                         f"{voice_param}.{k}") for k in ("pitch", "volume")
+                         f"{voice_param}.{k}") for k in VOICE_SETTINGS_WITHOUT_EFFECT
                         if (choice.raw or {}).get(k) is not None]
             if choice.speed is not None:
                 changes["speed"] = choice.speed
