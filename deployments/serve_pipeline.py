@@ -39,8 +39,10 @@ class ServePipeline:
         self._tts_stream = tts.options(stream=True)
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
-                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
-        response = self._asr.transcribe.remote(audio_16k, language, prompt, phrases)
+                         prompt: str | None = None, phrases: tuple[str, ...] = (),
+                         word_probabilities: bool = False) -> Transcript:
+        response = self._asr.transcribe.remote(audio_16k, language, prompt, phrases,
+                                               word_probabilities)
         try:
             result: Transcript = await response
         except asyncio.CancelledError:

@@ -82,7 +82,8 @@ class AsrDeployment(_Stage):
         self._loaded(opts.model, started)
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
-                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
+                         prompt: str | None = None, phrases: tuple[str, ...] = (),
+                         word_probabilities: bool = False) -> Transcript:
         with tracer().start_as_current_span("asr.transcribe", attributes={
                 "voxserve.model": self._info["model"],
                 "voxserve.audio_seconds": round(audio_16k.size / 16000, 3)}) as span:
@@ -93,7 +94,7 @@ class AsrDeployment(_Stage):
                     result: Transcript = await asyncio.to_thread(
                         self._engine.transcribe, audio_16k,
                         self._language if language is None else language, prompt,
-                        phrases=phrases)
+                        phrases=phrases, word_timestamps=True if word_probabilities else None)
             span.set_attributes({"voxserve.decode_ms": round(result.decode_seconds * 1000, 1),
                                  "voxserve.language": result.language or ""})
         self._completed += 1

@@ -21,6 +21,7 @@ class Word:
     text: str
     start_s: float
     end_s: float
+    probability: float | None = None  # the recognizer's confidence in the word, if it has one
 
 
 @dataclass(frozen=True)

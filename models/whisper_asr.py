@@ -101,7 +101,8 @@ class FasterWhisperEngine:
         for seg in segments:  # a generator: decoding happens while iterating
             texts.append(seg.text)
             for w in seg.words or ():
-                words.append(Word(w.word.strip(), float(w.start), float(w.end)))
+                words.append(Word(w.word.strip(), float(w.start), float(w.end),
+                                  float(w.probability)))
         return Transcript(
             text="".join(texts).strip(),
             language=info.language,

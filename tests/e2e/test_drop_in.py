@@ -154,3 +154,29 @@ async def test_an_out_of_band_answer_stays_out_of_the_conversation(server: Serve
     assert done["response"]["conversation_id"] is None
     assert done["response"]["metadata"] == {"kind": "summary"}
     assert not ITEM_EVENTS & {e["type"] for e in events}
+
+
+async def test_include_logprobs_gives_word_log_probabilities(server: Server) -> None:
+    from openai import AsyncOpenAI
+
+    wav, reference = clip("0870")
+    frames = pcm16_frames(read_wav(wav), 1.5, frame_ms=40)
+    client = AsyncOpenAI(api_key=server.api_key, websocket_base_url=f"{server.ws}/v1")
+    events: list[dict[str, Any]] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        async def recv() -> dict[str, Any]:
+            return json.loads(await conn.recv_bytes())  # type: ignore[no-any-return]
+
+        await _until(recv, {"session.created"}, events, Dialect.GA)
+        await conn.session.update(session={
+            "type": "transcription", "include": ["item.input_audio_transcription.logprobs"],
+            "audio": {"input": {"transcription": {"model": "whisper-1", "language": "en"},
+                                "turn_detection": {"type": "server_vad"}}}})
+        await _until(recv, {"session.updated"}, events, Dialect.GA)
+        await _paced(frames, lambda f: conn.input_audio_buffer.append(audio=f))
+        done = await _until(recv, {"conversation.item.input_audio_transcription.completed"},
+                            events, Dialect.GA)
+    assert wer(reference, done["transcript"]) <= 0.25, done["transcript"]
+    tokens = [p["token"] for p in done["logprobs"]]
+    assert " ".join(tokens).split() == done["transcript"].split()
+    assert all(p["logprob"] <= 0.0 for p in done["logprobs"])

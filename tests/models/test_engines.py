@@ -138,6 +138,10 @@ def test_asr_wer_on_recorded_clips(asr) -> None:
         assert tr.words, "word timings expected when a call asks for them"
         starts = [w.start_s for w in tr.words]
         assert starts == sorted(starts) and tr.words[-1].end_s <= tr.audio_seconds + 0.5
+        # each word carries the decoder's confidence, mostly high on clean read speech
+        probs = [w.probability for w in tr.words]
+        assert all(p is not None and 0.0 < p <= 1.0 for p in probs), probs
+        assert sorted(p for p in probs if p is not None)[len(probs) // 2] > 0.5
 
 
 def test_asr_detection_restricted_to_candidates_picks_the_spoken_language(asr) -> None:

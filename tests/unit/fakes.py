@@ -48,7 +48,8 @@ class FakePipeline:
         self.asr_delay = 0.0
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
-                         prompt: str | None = None, phrases: tuple[str, ...] = ()) -> Transcript:
+                         prompt: str | None = None, phrases: tuple[str, ...] = (),
+                         word_probabilities: bool = False) -> Transcript:
         self.transcribed.append(audio_16k.size / 16000)
         self.asr_requests.append((language, prompt, phrases))
         try:
@@ -57,7 +58,9 @@ class FakePipeline:
         except asyncio.CancelledError:
             self.asr_cancelled += 1
             raise
-        return Transcript(self.transcript, "en", audio_16k.size / 16000)
+        words = tuple(Word(w, 0.3 * i, 0.3 * (i + 1), 0.9) for i, w in
+                      enumerate(self.transcript.split())) if word_probabilities else ()
+        return Transcript(self.transcript, "en", audio_16k.size / 16000, words)
 
     async def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:  # type: ignore[override]
         self.requests.append(request)

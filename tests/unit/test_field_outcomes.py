@@ -4,6 +4,7 @@ accepted with a notice, a malformed one is refused alone (docs/protocol.md, "Fie
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -95,12 +96,12 @@ def test_an_update_with_nothing_valid_changes_nothing() -> None:
 
 def test_ga_known_fields_without_effect_are_accepted_and_the_echo_shows_the_effective_value() -> None:
     raw = {"type": "realtime", "instructions": "hi", "tracing": "auto",
-           "reasoning": {"effort": "low"}, "include": ["item.input_audio_transcription.logprobs"],
+           "reasoning": {"effort": "low"},
            "audio": {"input": {"noise_reduction": {"type": "near_field"}}}}
     result = apply_update(SessionConfig(), raw, GA, VOICES, False)
     assert result.errors == [] and result.config.instructions == "hi"
     assert {p for _, p in result.warnings} == {
-        "session.tracing", "session.reasoning", "session.include",
+        "session.tracing", "session.reasoning",
         "session.audio.input.noise_reduction"}
     echo = render_session(result.config, GA, "s", 1)
     assert echo["audio"]["input"]["noise_reduction"] is None
@@ -256,3 +257,37 @@ def test_stored_prompts_are_refused_in_responses_too() -> None:
     err = refused(parse_response_overrides, {"prompt": {"id": "pmpt_1"}}, GA, VOICES)
     assert err.param == "response.prompt"
     assert parse_response_overrides({"prompt": None}, GA, VOICES).notices == ()
+
+
+@pytest.mark.parametrize("dialect", [GA, BETA, VL], ids=["ga", "beta", "voice_live"])
+async def test_include_logprobs_puts_word_log_probabilities_on_the_transcript(
+        dialect: Dialect) -> None:
+    from tests.unit.fakes import append_event, silence_pcm16, tone_pcm16
+
+    session, tr, pipe, task = await start_session(dialect)
+    include = ["item.input_audio_transcription.logprobs"]
+    tr.push({"type": "session.update", "session": {"type": "realtime", "include": include,
+                                                   "audio": {"input": {"transcription": {
+                                                       "model": "whisper-1"}}}}
+             if dialect is GA else {"include": include,
+                                    "input_audio_transcription": {"model": "whisper-1"}}})
+    updated = await tr.wait_for("session.updated")
+    assert updated["session"]["include"] == include
+    tr.push(append_event(silence_pcm16(0.5) + tone_pcm16(1.0) + silence_pcm16(0.8)))
+    done = await tr.wait_for("conversation.item.input_audio_transcription.completed")
+    assert [p["token"] for p in done["logprobs"]] == pipe.transcript.split()
+    assert all(p["logprob"] == pytest.approx(math.log(0.9)) for p in done["logprobs"])
+    assert "error" not in tr.types()
+    tr.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+    for event in tr.sent:
+        check_event(event, dialect)
+
+
+def test_voice_live_phrases_are_warned_and_unknown_include_values_refused() -> None:
+    result = apply_update(SessionConfig(), {"include": [
+        "item.input_audio_transcription.phrases"]}, VL, VOICES, False)
+    assert [p for _, p in result.warnings] == ["session.include"]
+    assert not result.config.transcription_logprobs
+    err = refused(apply_update, SessionConfig(), {"include": ["item.audio"]}, BETA, VOICES, False)
+    assert err.param == "session.include"

@@ -160,6 +160,22 @@ def _no_stored_prompts(raw: Any) -> None:
                      "prompt's text as `instructions`")
 
 
+LOGPROBS = "item.input_audio_transcription.logprobs"
+PHRASES = "item.input_audio_transcription.phrases"  # Voice Live; not available here (a warning)
+
+
+def _include(raw: Any, info: ValidationInfo) -> bool:
+    """`include`: whether transcripts carry log probabilities; null clears it."""
+    if raw is None:
+        return False
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise refuse(_INVALID_TYPE, "must be an array of strings")
+    known = {LOGPROBS, PHRASES} if context_of(info).dialect is Dialect.VOICE_LIVE else {LOGPROBS}
+    if set(raw) - known:
+        raise refuse(_INVALID_VALUE, "the values are " + ", ".join(sorted(known)))
+    return LOGPROBS in raw
+
+
 def _boolean(raw: Any) -> bool:
     if not isinstance(raw, bool):
         raise refuse(_INVALID_TYPE, "must be a boolean")
@@ -282,4 +298,5 @@ GaFormat = Annotated[AudioFormat | None, PlainValidator(_ga_format)]
 FlatInputFormat = Annotated[AudioFormat | None, PlainValidator(_flat_input_format)]
 FlatOutputFormat = Annotated[AudioFormat | None, PlainValidator(_flat_output_format)]
 StoredPrompt = Annotated[None, PlainValidator(_no_stored_prompts)]
+Include = Annotated[bool | None, PlainValidator(_include)]
 

@@ -201,6 +201,13 @@ class TranscriptionDeltaEvent(ServerEvent):
     item_id: str
     content_index: int
     delta: str
+    logprobs: list[dict[str, Any]] | None = None  # asked for with `include`
+
+    def payload(self, dialect: Dialect) -> dict[str, Any]:
+        data = super().payload(dialect)
+        if self.logprobs is None:
+            data.pop("logprobs", None)
+        return data
 
 
 class TranscriptionCompletedEvent(ServerEvent):
@@ -209,12 +216,15 @@ class TranscriptionCompletedEvent(ServerEvent):
     content_index: int
     transcript: str
     audio_seconds: float
+    logprobs: list[dict[str, Any]] | None = None  # asked for with `include`
 
     def payload(self, dialect: Dialect) -> dict[str, Any]:
         data: dict[str, Any] = {"item_id": self.item_id, "content_index": self.content_index,
                                 "transcript": self.transcript}
         if dialect is not Dialect.VOICE_LIVE:  # required in both openai unions; not in VL
             data["usage"] = {"type": "duration", "seconds": round(self.audio_seconds, 3)}
+        if self.logprobs is not None:
+            data["logprobs"] = self.logprobs
         return data
 
 

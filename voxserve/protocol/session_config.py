@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
+from voxserve.protocol.fields import LOGPROBS
 from voxserve.protocol.session_models import (
     VOICE_LIVE_TURN_TYPES, EndOfUtterance, FunctionTool, InputTranscription, SessionConfig,
     ToolChoice, ToolChoiceFunction, TurnDetection, TurnType, VoiceTable,
@@ -90,6 +91,7 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
             "tool_choice": render_tool_choice(cfg.tool_choice),
             "max_output_tokens": cfg.max_output_tokens, "expires_at": expires_at,
             "truncation": cfg.truncation.render(),
+            "include": [LOGPROBS] if cfg.transcription_logprobs else None,
             "audio": {
                 "input": {"format": _render_ga_format(cfg.input_format), "noise_reduction": None,
                           "transcription": transcription, "turn_detection": turn},
@@ -110,6 +112,7 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
     }
     if dialect is Dialect.VOICE_LIVE:
         session["input_audio_sampling_rate"] = cfg.input_format.rate
+    session["include"] = [LOGPROBS] if cfg.transcription_logprobs else None
     if dialect is Dialect.BETA:
         session["voice"] = cfg.voice
     return session

@@ -224,6 +224,8 @@ class SessionConfig(BaseModel):
     # A transcription session (GA `type: "transcription"`, `?intent=transcription`, beta
     # `transcription_session.update`): VAD and ASR only, never a response.
     transcription_only: bool = False
+    # `include: ["item.input_audio_transcription.logprobs"]`: per-word log probabilities
+    transcription_logprobs: bool = False
 
     def effective(self) -> SessionConfig:
         """The config as the session runs it: a transcription session always transcribes and

@@ -24,7 +24,7 @@ from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    VOICE_SETTINGS_WITHOUT_EFFECT, Boolean, FlatInputFormat, StoredPrompt, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, MaxTokens, Name,
+    PHRASES, VOICE_SETTINGS_WITHOUT_EFFECT, Boolean, FlatInputFormat, Include, StoredPrompt, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, MaxTokens, Name,
     NotNull, PayloadContext, SessionInstructions, Speed, Temperature, ToolChoiceField, Tools, Voice,
     VoiceChoice, context_of,
 )
@@ -193,7 +193,6 @@ class GaSessionUpdate(_Section):
 
     ignored = frozenset({"object", "id", "expires_at", "client_secret", "parallel_tool_calls"})
     noted = {"tracing": _TRACING,
-             "include": "is not implemented yet",
              "reasoning": "has no effect: the served model does not reason"}
     prompt: StoredPrompt = None
     transcription_only: Annotated[bool | None, PlainValidator(_session_type)] = Field(
@@ -205,6 +204,7 @@ class GaSessionUpdate(_Section):
     tool_choice: ToolChoiceField = None
     max_output_tokens: MaxTokens = None
     truncation: Annotated[TruncationConfig | None, PlainValidator(_truncation)] = None
+    transcription_logprobs: Include = Field(None, alias="include")
     audio: _GaAudio | None = None
     voxserve: Extensions = None
 
@@ -215,8 +215,7 @@ class FlatSessionUpdate(_Section):
     ignored = frozenset({"object", "id", "expires_at", "client_secret", "metadata",
                          "parallel_tool_calls", "input_audio_transcription_ignored",
                          "tool_choice_ignored"})
-    noted = {"input_audio_noise_reduction": f"({_NOISE})", "tracing": _TRACING,
-             "include": "is not implemented yet"}
+    noted = {"input_audio_noise_reduction": f"({_NOISE})", "tracing": _TRACING}
     model: Name = None
     instructions: SessionInstructions = None
     audio_output: FlatModalities = Field(None, alias="modalities")
@@ -229,6 +228,7 @@ class FlatSessionUpdate(_Section):
     tool_choice: ToolChoiceField = None
     temperature: Temperature = None
     max_output_tokens: MaxTokens = Field(None, alias="max_response_output_tokens")
+    transcription_logprobs: Include = Field(None, alias="include")
     voxserve: Extensions = None
 
 
@@ -270,8 +270,12 @@ class VoiceLiveSessionUpdate(FlatSessionUpdate):
     def warnings(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
         known = ({f.alias or name for name, f in type(self).model_fields.items()}
                  | self.ignored | set(self.noted))
-        return [(f"unknown parameter 'session.{key[:64]}' was ignored", f"session.{key[:64]}")
-                for key in raw if key not in known]
+        out = [(f"unknown parameter 'session.{key[:64]}' was ignored", f"session.{key[:64]}")
+               for key in raw if key not in known]
+        if PHRASES in (raw.get("include") or ()):
+            out.append((f"'{PHRASES}' (recognized phrases) is not available on this server yet",
+                        "session.include"))
+        return out
 
 
 class _Refused(ProtocolError):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +53,14 @@ def recognition(cfg: SessionConfig) -> tuple[LanguageRequest, str | None, tuple[
     return language, tx.prompt or None, phrases
 
 
+def _logprobs(result: Transcript) -> list[dict[str, Any]]:
+    """GA/beta `logprobs` of a transcript: Whisper's per-word probabilities, one entry a word
+    (its tokens' probabilities multiplied, as faster-whisper reports them)."""
+    return [{"token": w.text, "logprob": math.log(max(w.probability, 1e-12)),
+             "bytes": list(w.text.encode())}
+            for w in result.words if w.probability is not None]
+
+
 class Transcriber:
     def __init__(self, pipeline: Pipeline, conversation: Conversation,
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
@@ -69,7 +79,9 @@ class Transcriber:
         not raised: it runs as a background task, where an escaping exception would end the
         session."""
         try:
-            return await self._pipeline.transcribe(audio, *recognition(self._config()))
+            cfg = self._config()
+            return await self._pipeline.transcribe(
+                audio, *recognition(cfg), word_probabilities=cfg.transcription_logprobs)
         except Exception as exc:
             return exc
 
@@ -113,12 +125,14 @@ class Transcriber:
         if not future.done():
             future.set_result(text)
         if cfg.transcription is not None:
+            logprobs = _logprobs(result) if cfg.transcription_logprobs else None
             if text:
                 await self._send(TranscriptionDeltaEvent(item_id=item.id, content_index=0,
-                                                         delta=text))
+                                                         delta=text, logprobs=logprobs))
             await self._send(TranscriptionCompletedEvent(item_id=item.id, content_index=0,
                                                          transcript=text,
-                                                         audio_seconds=result.audio_seconds))
+                                                         audio_seconds=result.audio_seconds,
+                                                         logprobs=logprobs))
 
     async def _failed(self, item: Item, future: asyncio.Future[str], exc: Exception) -> None:
         log.warning("session %s: transcription of %s failed: %s", self._session_id, item.id, exc)
