@@ -199,6 +199,29 @@ def test_ga_truncation_is_kept_and_echoed() -> None:
         assert err.param is not None and err.param.startswith(param), (bad, err.param)
 
 
+async def test_voice_live_volume_scales_the_spoken_audio() -> None:
+    import base64
+
+    import numpy as np
+
+    levels = {}
+    for volume in ("100", "50"):
+        session, tr, _, task = await start_session(VL)
+        tr.push({"type": "session.update", "session": {
+            "turn_detection": None, "voice": {"name": "alloy", "type": "azure-standard",
+                                              "volume": volume}}})
+        await tr.wait_for("session.updated")
+        tr.push({"type": "response.create"})
+        await tr.wait_for("response.done")
+        pcm = b"".join(base64.b64decode(e["delta"]) for e in tr.sent
+                       if e["type"] == "response.audio.delta")
+        samples = np.frombuffer(pcm, "<i2").astype(np.float32)
+        levels[volume] = float(np.sqrt(np.mean(samples ** 2)))
+        tr.inbox.put_nowait(None)
+        await asyncio.wait_for(task, 10)
+    assert levels["50"] / levels["100"] == pytest.approx(0.5, rel=0.02)
+
+
 async def test_the_session_truncation_reaches_the_llm_request() -> None:
     session, tr, pipe, task = await start_session(GA)
     tr.push({"type": "session.update", "session": {"type": "realtime", "truncation": {
@@ -221,8 +244,8 @@ def test_settings_without_effect_inside_transcription_and_voice_are_warned_about
                   "rate": "1.1"}}, VL, VOICES, False)
     assert result.errors == []
     assert {p for _, p in result.warnings} == {"session.input_audio_transcription.custom_speech",
-                                               "session.voice.pitch", "session.voice.volume"}
-    assert result.config.speed == pytest.approx(1.1)
+                                               "session.voice.pitch"}
+    assert result.config.speed == pytest.approx(1.1) and result.config.volume == 1.4
     assert result.config.transcription is not None
     assert result.config.transcription.custom_speech is None  # the echo shows what is in effect
     ga = apply_update(SessionConfig(), {"type": "realtime", "audio": {"input": {"transcription": {

@@ -96,6 +96,7 @@ class VoiceChoice(NamedTuple):
     raw: dict[str, Any] | None  # the voice object as sent (Voice Live echoes it back), if one
     requested: str | None = None  # the client's name when it was unknown and fell back
     speed: float | None = None  # Voice Live prosody `rate`, as a TTS speed
+    volume: float | None = None  # Voice Live prosody `volume`, as an output gain
 
 
 def _voice(raw: Any, info: ValidationInfo) -> VoiceChoice:
@@ -115,18 +116,45 @@ def _voice(raw: Any, info: ValidationInfo) -> VoiceChoice:
         raise refuse(_INVALID_TYPE, "must be a voice name")
     obj = raw if isinstance(raw, dict) else None
     speed = _prosody_rate(obj.get("rate")) if obj is not None else None
+    volume = _prosody_volume(obj.get("volume")) if obj is not None else None
     if name not in ctx.voices:
         if ctx.voices.strict:
             raise refuse(_INVALID_VALUE, ctx.voices.unknown(name))
-        return VoiceChoice(ctx.voices.default, obj, requested=name, speed=speed)
-    return VoiceChoice(name, obj, speed=speed)
+        return VoiceChoice(ctx.voices.default, obj, requested=name, speed=speed, volume=volume)
+    return VoiceChoice(name, obj, speed=speed, volume=volume)
 
 
 # azure-ai-voicelive 1.3.1's voice kinds (AzureVoiceType, and the OpenAI and native voices)
 VOICE_LIVE_VOICE_TYPES = frozenset({"azure-standard", "azure-custom", "azure-personal",
                                     "azure-realtime-native", "avatar-voice-sync", "openai"})
 # Voice object settings hibari cannot honour (only `rate` becomes its speed): a notice each
-VOICE_SETTINGS_WITHOUT_EFFECT = ("pitch", "volume", "style", "temperature")
+VOICE_SETTINGS_WITHOUT_EFFECT = ("pitch", "style", "temperature")
+
+# SSML volume words as gains (x-loud is about +6 dB; louder clips speech that is already loud)
+_VOLUME_WORDS = {"silent": 0.0, "x-soft": 0.25, "soft": 0.5, "medium": 1.0, "default": 1.0,
+                 "loud": 1.4, "x-loud": 2.0}
+
+
+def _prosody_volume(raw: Any) -> float | None:
+    """Voice Live's voice `volume` (SSML prosody: 0-100 where 100 is the voice's normal
+    loudness, a change "+20%" / "-50%", or a word "soft"), as a gain on the output."""
+    if raw is None:
+        return None
+    text = str(raw).strip().lower()[:16]
+    try:
+        if text in _VOLUME_WORDS:
+            value = _VOLUME_WORDS[text]
+        elif text.endswith("%"):
+            value = 1.0 + float(text[:-1]) / 100.0
+        else:
+            value = float(text) / 100.0
+    except ValueError:
+        raise refuse(_INVALID_VALUE, "volume must be 0-100, a change such as '-20%', or one of "
+                     + ", ".join(_VOLUME_WORDS), ".volume") from None
+    if not 0.0 <= value <= 2.0:
+        raise refuse(_INVALID_VALUE, "volume must be between silent and twice normal", ".volume")
+    return value
+
 
 _RATE_WORDS = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25,
                "x-fast": 1.5}

@@ -55,6 +55,7 @@ class ResponseOverrides:
     verbatim: str | None = None  # Voice Live pre-generated message: spoken as written
     voice_requested: str | None = None  # an unknown voice name that fell back to the default
     speed: float | None = None  # Voice Live voice `rate`
+    volume: float | None = None  # Voice Live voice `volume`, a gain
     notices: tuple[tuple[str, str], ...] = ()  # (message, param): accepted, without effect
 
 
@@ -177,6 +178,7 @@ def parse_response_overrides(raw: dict[str, Any] | None, dialect: Dialect, voice
             verbatim=_verbatim(vl),
             voice_requested=voice.requested if voice is not None else None,
             speed=voice.speed if voice is not None else None,
+            volume=voice.volume if voice is not None else None,
             notices=_notices(model, raw, dialect),
         )
 

@@ -209,6 +209,7 @@ class SessionConfig(BaseModel):
     voice: str = "alloy"
     voice_raw: Any = None  # the voice object as the client gave it (Voice Live), echoed back
     speed: float = 1.0
+    volume: float = 1.0  # a gain on the spoken output (Voice Live voice `volume`)
     input_format: AudioFormat = AudioFormat()
     output_format: AudioFormat = AudioFormat()
     transcription: InputTranscription | None = None

@@ -353,6 +353,8 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
                         if (choice.raw or {}).get(k) is not None]
             if choice.speed is not None:
                 changes["speed"] = choice.speed
+            if choice.volume is not None:
+                changes["volume"] = choice.volume
             if choice.requested is not None:
                 notices.append((voices.fallback_notice(choice.requested), voice_param))
         if len(notices) > _MAX_WARNINGS:  # one message, a handful of events: not one per field

@@ -50,6 +50,7 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
         audio_output=o.audio_output if o.audio_output is not None else cfg.audio_output,
         voice=voice, speaker=voices.resolve(voice, "response.voice"),
         speed=o.speed if o.speed is not None else cfg.speed,
+        gain=o.volume if o.volume is not None else cfg.volume,
         output_format=output_format,
         output_format_name=flat_format_name(output_format, output=True),
         tools=o.tools if o.tools is not None else cfg.tools,

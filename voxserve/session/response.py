@@ -63,6 +63,7 @@ class ResponseOptions:
     context_items: list[Item] | None = None  # explicit input instead of the conversation
     metadata: dict[str, str] | None = None
     verbatim: str | None = None  # Voice Live pre-generated message: spoken as is, no LLM call
+    gain: float = 1.0  # on the spoken audio (Voice Live voice `volume`)
     truncation: Truncation = DEFAULT_TRUNCATION  # when the conversation outgrows the context
 
 
@@ -351,6 +352,8 @@ class Response:
                           words: tuple[Word, ...]) -> None:
         fmt = self.options.output_format
         out = resample(audio, rate, fmt.rate)
+        if self.options.gain != 1.0:
+            out = np.clip(out * self.options.gain, -1.0, 1.0)
         offset_s = message.spoken.duration_ms / 1000.0
         message.spoken.words.extend(Word(w.text, w.start_s + offset_s, w.end_s + offset_s)
                                     for w in words)
