@@ -314,3 +314,69 @@ def test_voice_live_phrases_are_warned_and_unknown_include_values_refused() -> N
     assert not result.config.transcription_logprobs
     err = refused(apply_update, SessionConfig(), {"include": ["item.audio"]}, BETA, VOICES, False)
     assert err.param == "session.include"
+
+
+GA_SAMPLE: dict[str, Any] = {
+    "type": "realtime", "instructions": "Be brief.", "output_modalities": ["audio"],
+    "tools": [TOOL], "tool_choice": "auto", "max_output_tokens": 300, "truncation": "auto",
+    "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                        "transcription": {"model": "whisper-1", "language": "en"},
+                        "turn_detection": {"type": "server_vad", "silence_duration_ms": 400}},
+              "output": {"voice": "alloy", "speed": 1.1}},
+}
+BETA_SAMPLE: dict[str, Any] = {
+    "instructions": "Be brief.", "modalities": ["text", "audio"], "voice": "alloy",
+    "input_audio_format": "pcm16", "output_audio_format": "pcm16", "speed": 1.1,
+    "input_audio_transcription": {"model": "whisper-1"}, "temperature": 0.7,
+    "turn_detection": {"type": "semantic_vad", "eagerness": "low"}, "tools": [TOOL],
+    "max_response_output_tokens": 200,
+}
+BAD_VALUES: list[Any] = [7, -1, 1e308, "x" * 300, True, [], {}, [1, 2], {"type": "bogus"}]
+
+
+def _leaves(payload: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for key, value in payload.items():
+        if isinstance(value, dict) and key in ("audio", "input", "output"):
+            out += _leaves(value, (*prefix, key))
+        else:
+            out.append((*prefix, key))
+    return out
+
+
+def _set(payload: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out = dict(payload)
+    if len(path) == 1:
+        if value is _DROP:
+            out.pop(path[0])
+        else:
+            out[path[0]] = value
+    else:
+        out[path[0]] = _set(out[path[0]], path[1:], value)
+    return out
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(("dialect", "sample"), [(GA, GA_SAMPLE), (BETA, BETA_SAMPLE),
+                                                 (VL, VOICE_LIVE_FIRST_UPDATE)],
+                         ids=["ga", "beta", "voice_live"])
+def test_any_one_bad_field_costs_only_itself(dialect: Dialect, sample: dict[str, Any]) -> None:
+    """Every field of a real first update, replaced in turn by each of several malformed
+    values: either the value is acceptable, or exactly that field is refused by name and the
+    session ends up exactly as if the field had not been sent."""
+    assert apply_update(SessionConfig(), sample, dialect, VOICES, False).errors == []
+    refusals = 0
+    for path in _leaves(sample):
+        without = apply_update(SessionConfig(), _set(sample, path, _DROP), dialect, VOICES, False)
+        for bad in BAD_VALUES:
+            result = apply_update(SessionConfig(), _set(sample, path, bad), dialect, VOICES, False)
+            if not result.errors:
+                continue
+            refusals += 1
+            field = "session." + ".".join(path)
+            assert all(e.param is not None and e.param.startswith(field) for e in result.errors), \
+                (path, bad, [e.param for e in result.errors])
+            assert result.config == without.config, (path, bad)
+    assert refusals > 2 * len(_leaves(sample))  # most bad values are refused
