@@ -99,6 +99,45 @@ _EMAIL = (
     "table first and send me that part by Wednesday? Then we can go over the rest together on "
     "Thursday afternoon. Best, Sam.'"
 )
+_REVIEW = (
+    "A friend sent me this about a place in Porto, what do you make of it? 'We went to the little "
+    "restaurant behind the market on a Tuesday night and it was packed with locals, which is always "
+    "a good sign. There is no menu, the owner just tells you what the kitchen made that day. We had "
+    "grilled sardines, a rice dish with duck that was the best thing I ate all week, and a plate of "
+    "cheese from the mountains with quince paste. The house wine comes in a jug and costs almost "
+    "nothing. Service is slow and nobody speaks much English, but they were patient with us and "
+    "drew a map to a bar down the street when we asked. Go early, before eight, or you will wait "
+    "outside for an hour, and bring cash because the card machine was broken both times we went.'"
+)
+_FRIEND = (
+    "Maria just messaged the group and I do not know how to answer her: 'I have been thinking "
+    "about the beach day again. I know Tom is not keen and the weather might be bad, but it is the "
+    "one thing I really wanted from this trip. Could we at least keep a morning free in Cascais "
+    "and decide the night before? If it rains I am happy to do the museum instead, and I will not "
+    "complain about the tasca either, I promise. Also, my sister says she can probably come on "
+    "Saturday but she would need to sleep on our sofa for two nights, is that okay with everyone? "
+    "She will pay her share of the food and she knows Porto well, she lived there for a year, so "
+    "she could show us around.' What do you think is fair to everyone?"
+)
+_PLAN = (
+    "Here is the draft plan Tom wrote, tell me if anything looks wrong: 'Day one, land at noon, "
+    "drop bags in Alfama, walk up to the castle and have dinner nearby. Day two, the tile museum "
+    "in the morning, Belem in the afternoon for the tower and the pastries, back by tram. Day "
+    "three, Sintra by train, two palaces, back late. Day four, free morning, Cascais if the weather "
+    "is good, otherwise the aquarium, evening fado. Day five, the morning train to Porto, check in, "
+    "walk along the river and cross the bridge at sunset. Day six, a port cellar tour, the "
+    "bookshop, the market. Day seven, day trip up the Douro valley by train. Day eight, train back "
+    "to Lisbon early and fly home.' I think he forgot the exam, and maybe Sintra is too much."
+)
+_PACKING = (
+    "Last thing, here is my packing list, is anything missing for a week in Portugal in spring? "
+    "Passport, the train tickets printed, two pairs of jeans, one pair of light trousers, five "
+    "t-shirts, a warm jumper, a rain jacket, a swimsuit in case the beach happens, comfortable "
+    "walking shoes and sandals, a small umbrella, a power bank, the phone charger and a European "
+    "plug adapter, sunglasses, sunscreen, a reusable water bottle, a tote bag for the market, a "
+    "paperback for the train, earplugs because Alfama is noisy at night, painkillers and plasters "
+    "for Maria's knee, a little cash in euros, and the travel insurance papers in my email."
+)
 
 Call = tuple[str, dict[str, Any]]  # a tool's name and arguments
 
@@ -114,7 +153,7 @@ SCRIPT: tuple[tuple[str, Call | None], ...] = (
     ("Is that area hilly? Maria has a bad knee.", None),
     ("Find me the trains from Lisbon to Porto.", ("find_train", {"origin": "Lisbon", "destination": "Porto"})),
     ("The first one sounds good. How long is that ride?", None),
-    ("What should we eat in Porto that we can't get in Lisbon?", None),
+    (_REVIEW, None),
     ("Tom is vegetarian, by the way. Does that change your answer?", None),
     ("Set a timer for 10 minutes, I need to take the bread out of the oven.",
      ("set_timer", {"minutes": 10, "label": "bread"})),
@@ -126,7 +165,7 @@ SCRIPT: tuple[tuple[str, Call | None], ...] = (
     ("What's a tasca, exactly?", None),
     ("Give me one day trip from Porto that isn't a beach.", None),
     ("How far is that by train?", None),
-    ("Is it worth it if it rains?", None),
+    (_FRIEND, None),
     ("What's the weather in Porto?", ("get_weather", {"city": "Porto"})),
     ("Fine, we'll decide on the day. What's the tile museum called in Lisbon?", None),
     ("Do they close on any weekday?", None),
@@ -142,9 +181,9 @@ SCRIPT: tuple[tuple[str, Call | None], ...] = (
     ("How do you say thank you in Portuguese?", None),
     ("And is it different for a man and a woman?", None),
     ("What other five words should we learn before we go?", None),
-    ("Do people there mind if we just speak English?", None),
+    (_PLAN, None),
     ("Is tipping expected in restaurants?", None),
-    ("How much cash should we carry, roughly?", None),
+    (_PACKING, None),
     ("Find the trains from Porto back to Lisbon.", ("find_train", {"origin": "Porto", "destination": "Lisbon"})),
     ("We fly home from Lisbon on the twenty-second in the morning. Which train works best?", None),
     ("Should we spend the last night near the airport instead?", None),
@@ -354,10 +393,18 @@ def _progress_line(r: Request, turns: int) -> str:
     return line + (f"; ERROR {r.error}" if r.error else "")
 
 
-def reused(r: Request) -> bool:
-    """The request took most of its prompt from the slot's KV cache (the fitting's cut stayed
-    put); otherwise it was prefilled again past the system prompt."""
-    return r.cached_tokens >= r.prompt_tokens / 2
+def reused(r: Request, before: Request | None) -> bool:
+    """The request took the whole prompt of the one before it from the slot's KV cache (less a
+    few tokens: llama.cpp evaluates a fully cached prompt's last token again), so it prefilled only
+    what was new. After the fitting's cut moves, the prompt shares only the system prompt with the
+    one before and is prefilled again."""
+    if before is None or before.error:
+        return r.cached_tokens > 0  # the warmed system prompt
+    return r.cached_tokens >= before.prompt_tokens - 16
+
+
+def _pairs(records: list[Request]) -> list[tuple[Request | None, Request]]:
+    return list(zip([None, *records[:-1]], records, strict=True))
 
 
 def summarise(records: list[Request], n_ctx: int, answer_tokens: int) -> dict[str, Any]:
@@ -373,11 +420,13 @@ def summarise(records: list[Request], n_ctx: int, answer_tokens: int) -> dict[st
         "prefilled_tokens": {**pct([r.prefilled_tokens for r in ok]),
                              "max": max((r.prefilled_tokens for r in ok), default=0),
                              "total": sum(r.prefilled_tokens for r in ok)},
-        "reused_cache": sum(reused(r) for r in ok),
-        "re_prefilled": sum(not reused(r) for r in ok),
+        "reused_cache": sum(reused(r, b) for b, r in _pairs(records) if not r.error),
+        "re_prefilled": [{"turn": r.turn, "prefilled": r.prefilled_tokens,
+                          "first_delta_ms": r.first_delta_ms}
+                         for b, r in _pairs(records) if not r.error and not reused(r, b)],
         "fitted": sum(r.dropped_messages > 0 for r in ok),
-        "cuts": sum(1 for a, b in zip(ok, ok[1:], strict=False)
-                    if b.dropped_messages > a.dropped_messages),
+        "cut_moved": [r.turn for b, r in _pairs(records)
+                      if r.dropped_messages > (b.dropped_messages if b else 0)],
         "system_kept": f"{sum(r.system_kept for r in ok)}/{len(ok)}",
         "latest_kept": f"{sum(r.latest_kept for r in ok)}/{len(ok)}",
         "tool_results_answered": sum(r.kind == "tool_result" for r in ok),
@@ -411,9 +460,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{p['limit']})",
         f"- prefilled tokens (prompt less cached): p50 {q.get('p50', '-')}, p95 {q.get('p95', '-')}, "
         f"max {q['max']}, {q['total']} in all",
-        f"- requests taking most of their prompt from the KV cache: {s['reused_cache']}; "
-        f"re-prefilled: {s['re_prefilled']}",
-        f"- history dropped on {s['fitted']} requests; the cut moved {s['cuts']} times",
+        f"- requests that took the whole previous prompt from the KV cache: {s['reused_cache']}; "
+        f"prefilled again: {len(s['re_prefilled'])} ("
+        + ", ".join(f"turn {x['turn']}: {x['prefilled']} tokens in {sec(x['first_delta_ms'])}"
+                    for x in s["re_prefilled"]) + ")",
+        f"- history dropped on {s['fitted']} requests; the cut moved at turns "
+        f"{', '.join(map(str, s['cut_moved'])) or '-'}",
         f"- system prompt in the sent prompt: {s['system_kept']}; latest user message and what "
         f"follows it: {s['latest_kept']}; the tool result being answered: "
         f"{s['tail_tool_result_kept']}; older tool results dropped with their history (most at "
