@@ -4,7 +4,8 @@ Against a running server, over its WebSocket only: `main` (`voxserve bench`) wit
 `report`, `interruptions`, `tracing_overhead` and the client runs of `ttfa_single`. They speak
 the protocol through `voxserve.client` and `voxserve.protocol`, as any client would.
 In this process, on the engines themselves: `ttfa_single.stage_floors` (engines built by
-`voxserve.models.factory`, the same builders the server's stages use) and `turn_taking` (the
+`voxserve.models.factory`, the same builders the server's stages use), `long_session` (a
+50-turn typed conversation against the LLM engine, past its context) and `turn_taking` (the
 session's turn detector replayed over recorded speech).
 
 Rule: nothing here imports `voxserve.deployments`. A benchmark reaches the Serve app only through

@@ -168,3 +168,21 @@ def test_post_instructions_token_limit_caps_what_follows_the_system_prompt() -> 
     fitted = fit_messages(msgs, WordTokenizer(), n_ctx=8192, max_tokens=64, policy=policy)
     assert fitted.messages[0] == msgs[0] and fitted.messages[-1] == msgs[-1]
     assert _tokens(fitted.messages[1:]) <= 300
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: a flattened tool result is taken for the latest "
+                   "user message, so the question it answers is history and can be dropped")
+def test_the_question_a_tool_result_answers_is_kept_with_it() -> None:
+    from voxserve.models.tool_schema import prepare_messages
+
+    question = {"role": "user", "content": f"My notes: {_words(800, 'n')}. Weather in Lisbon?"}
+    msgs = [{"role": "system", "content": "You are a helpful voice assistant."},
+            {"role": "user", "content": _words(100, "x")}, {"role": "assistant", "content": _words(30, "y")},
+            question,
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                "name": "get_weather", "arguments": '{"city": "Lisbon"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": '{"temp_c": 14}'}]
+    kept = fit_messages(prepare_messages(msgs), WordTokenizer(), n_ctx=1024, max_tokens=24).messages
+    # the question alone fits beside the system prompt, the call and the result
+    assert [m["role"] for m in kept] == ["system", "user", "assistant", "user"], kept
+    assert kept[1]["content"].endswith("Weather in Lisbon?")
