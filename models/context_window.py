@@ -40,6 +40,17 @@ MESSAGE_OVERHEAD = 8
 PROMPT_OVERHEAD = 16
 
 
+# A flattened tool result is a user turn to the chat template but not the user speaking: the
+# message carrying this key (`tool_schema.flatten_tool_turns(keep_marks=True)`) never starts the
+# latest turn, so the question it answers stays with it. Fitting strips the key.
+TOOL_RESULT = "_tool_result"
+
+
+def without_marks(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in m.items() if k != TOOL_RESULT} if TOOL_RESULT in m else m
+            for m in messages]
+
+
 class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
@@ -127,7 +138,7 @@ def fit_messages(messages: Sequence[dict[str, Any]], tokenizer: Tokenizer, *, n_
     `n_ctx` with room for a `max_tokens` answer, under the client's truncation `policy`."""
     budget = prompt_budget(n_ctx, max_tokens)
     if not needs_fitting(messages, n_ctx=n_ctx, max_tokens=max_tokens, policy=policy):
-        return FittedPrompt(list(messages))
+        return FittedPrompt(without_marks(messages))
     msgs = [dict(m) for m in messages]
 
     def cost(message: dict[str, Any]) -> int:
@@ -142,7 +153,7 @@ def fit_messages(messages: Sequence[dict[str, Any]], tokenizer: Tokenizer, *, n_
                                   keep="head")
         system_cost = cost(system)
 
-    users = [i for i, m in enumerate(rest) if m.get("role") == "user"]
+    users = [i for i, m in enumerate(rest) if m.get("role") == "user" and not m.get(TOOL_RESULT)]
     latest = users[-1] if users else max(len(rest) - 1, 0)
     history, tail = rest[:latest], rest[latest:]
     latest_cut = 0
@@ -173,7 +184,7 @@ def fit_messages(messages: Sequence[dict[str, Any]], tokenizer: Tokenizer, *, n_
         keep_from += 1
     dropped = history[:keep_from]
     kept = ([system] if system is not None else []) + history[keep_from:] + tail
-    return FittedPrompt(kept, dropped_messages=len(dropped), dropped_tokens=sum(costs[:keep_from]),
+    return FittedPrompt(without_marks(kept), dropped_messages=len(dropped), dropped_tokens=sum(costs[:keep_from]),
                         system_cut_tokens=system_cut, latest_cut_tokens=latest_cut,
                         dropped_roles=tuple(str(m.get("role")) for m in dropped))
 

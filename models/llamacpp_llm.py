@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import ChatRequest, LlmDelta
-from .context_window import ByteTokenizer, fit_messages, needs_fitting
+from .context_window import ByteTokenizer, fit_messages, needs_fitting, without_marks
 from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
@@ -140,11 +140,12 @@ class LlamaCppEngine:
     # -- request building --------------------------------------------------------------------
     async def _messages(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The request's chat messages, shortened to fit the context (`models.context_window`)."""
-        messages = prepare_messages(request.messages, request.tools, request.tool_choice)
+        messages = prepare_messages(request.messages, request.tools, request.tool_choice,
+                                    keep_marks=True)  # tool results marked for the fitting
         max_tokens = request.max_tokens or self.default_max_tokens
         policy = request.truncation
         if not needs_fitting(messages, n_ctx=self._n_ctx, max_tokens=max_tokens, policy=policy):
-            return messages
+            return without_marks(messages)
         # tokenizing is an HTTP round trip (see _ServerTokenizer): off the event loop
         try:
             fitted = await asyncio.to_thread(fit_messages, messages, self._tokenizer,

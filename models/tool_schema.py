@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import ToolSpec
+from .context_window import TOOL_RESULT, without_marks
 
 # Keys of the constrained answer object.
 TYPE_MESSAGE = "message"
@@ -134,13 +135,15 @@ def _content_text(content: Any) -> str:
     return str(content)
 
 
-def flatten_tool_turns(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def flatten_tool_turns(messages: Sequence[dict[str, Any]], keep_marks: bool = False
+                       ) -> list[dict[str, Any]]:
     """Rewrite tool traffic as plain system/user/assistant text turns.
 
     assistant + tool_calls -> assistant text holding the call(s) in the constrained JSON shape
     (several calls in one turn become one JSON object per line);
     role "tool" -> a user turn "Result of <name>: <content>" (consecutive results merged, since
-    several templates reject two user turns in a row).
+    several templates reject two user turns in a row). `keep_marks`: such a turn keeps the
+    `TOOL_RESULT` key, so that fitting the context knows it is not the user speaking.
     """
     out: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}  # tool_call_id -> function name, to label results
@@ -165,25 +168,23 @@ def flatten_tool_turns(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any
         elif role == "tool":
             name = msg.get("name") or call_names.get(msg.get("tool_call_id", ""), "the function")
             text = f"Result of {name}: {_content_text(msg.get('content'))}"
-            if out and out[-1]["role"] == "user" and out[-1].get("_tool_result"):
+            if out and out[-1]["role"] == "user" and out[-1].get(TOOL_RESULT):
                 out[-1]["content"] += "\n" + text
             else:
-                out.append({"role": "user", "content": text, "_tool_result": True})
+                out.append({"role": "user", "content": text, TOOL_RESULT: True})
         else:
             out.append({"role": role, "content": _content_text(msg.get("content"))})
-    for m in out:
-        m.pop("_tool_result", None)
-    return out
+    return out if keep_marks else without_marks(out)
 
 
 def prepare_messages(messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (),
-                     tool_choice: str = "auto") -> list[dict[str, Any]]:
+                     tool_choice: str = "auto", keep_marks: bool = False) -> list[dict[str, Any]]:
     """Messages ready for a plain chat template: tool turns flattened, tools described in the system prompt.
 
     The tool block goes at the end of the first system message: a prefix cache keyed on tokens keeps
     reusing everything before it, so warming the bare system prompt still pays off.
     """
-    out = flatten_tool_turns(messages)
+    out = flatten_tool_turns(messages, keep_marks)
     if not uses_tools(tools, tool_choice):
         return out
     check_tool_names(tools)

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from .base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, Truncation
-from .context_window import fit_messages, needs_fitting
+from .context_window import fit_messages, needs_fitting, without_marks
 from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
@@ -85,6 +85,7 @@ class VllmEngine:
                 log.warning("context full: response %s: %s, to fit %d tokens with the answer",
                             request_id or "-", fitted.describe(), self._max_model_len)
             messages = fitted.messages
+        messages = without_marks(messages)  # a no-op after fitting, which strips them
         return str(self._tokenizer.apply_chat_template(messages, tokenize=False,
                                                        add_generation_prompt=True))
 
@@ -103,7 +104,8 @@ class VllmEngine:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         tool_mode = uses_tools(request.tools, request.tool_choice)
         max_tokens = request.max_tokens or self.default_max_tokens
-        prompt = await self._prompt(prepare_messages(request.messages, request.tools, request.tool_choice),
+        prompt = await self._prompt(prepare_messages(request.messages, request.tools, request.tool_choice,
+                                                     keep_marks=True),
                                     max_tokens, request.request_id, request.truncation)
         guided = None
         if tool_mode:
