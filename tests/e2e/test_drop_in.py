@@ -180,3 +180,14 @@ async def test_include_logprobs_gives_word_log_probabilities(server: Server) -> 
     tokens = [p["token"] for p in done["logprobs"]]
     assert " ".join(tokens).split() == done["transcript"].split()
     assert all(p["logprob"] <= 0.0 for p in done["logprobs"])
+
+
+async def test_voice_live_agent_mode_is_refused_before_the_upgrade(server: Server) -> None:
+    import websockets
+
+    url = f"{server.ws}/voice-live/realtime?api-version=2026-04-10&agent-name=support-agent"
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(url, additional_headers={"api-key": server.api_key}):
+            pass
+    assert info.value.response.status_code == 400
+    assert b"agent mode" in info.value.response.body
