@@ -135,23 +135,27 @@ _VOLUME_WORDS = {"silent": 0.0, "x-soft": 0.25, "soft": 0.5, "medium": 1.0, "def
                  "loud": 1.4, "x-loud": 2.0}
 
 
-def _prosody_volume(raw: Any) -> float | None:
-    """Voice Live's voice `volume` (SSML prosody: 0-100 where 100 is the voice's normal
-    loudness, a change "+20%" / "-50%", or a word "soft"), as a gain on the output."""
+def _prosody(raw: Any, what: str, words: dict[str, float], unit: float) -> float | None:
+    """An SSML prosody value as a factor: a word ("fast", "soft"), a change ("+20%", "-10%"),
+    or a number (times `unit`: a rate is a multiplier, a volume 0-100)."""
     if raw is None:
         return None
     text = str(raw).strip().lower()[:16]
     try:
-        if text in _VOLUME_WORDS:
-            value = _VOLUME_WORDS[text]
-        elif text.endswith("%"):
-            value = 1.0 + float(text[:-1]) / 100.0
-        else:
-            value = float(text) / 100.0
+        if text in words:
+            return words[text]
+        if text.endswith("%"):
+            return 1.0 + float(text[:-1]) / 100.0
+        return float(text) * unit
     except ValueError:
-        raise refuse(_INVALID_VALUE, "volume must be 0-100, a change such as '-20%', or one of "
-                     + ", ".join(_VOLUME_WORDS), ".volume") from None
-    if not 0.0 <= value <= 2.0:
+        raise refuse(_INVALID_VALUE, f"{what} must be a number, a change such as '+20%', or one "
+                     "of " + ", ".join(words), f".{what}") from None
+
+
+def _prosody_volume(raw: Any) -> float | None:
+    """Voice Live's voice `volume` (100 is the voice's normal loudness) as an output gain."""
+    value = _prosody(raw, "volume", _VOLUME_WORDS, 0.01)
+    if value is not None and not 0.0 <= value <= 2.0:
         raise refuse(_INVALID_VALUE, "volume must be between silent and twice normal", ".volume")
     return value
 
@@ -161,21 +165,10 @@ _RATE_WORDS = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast
 
 
 def _prosody_rate(raw: Any) -> float | None:
-    """Voice Live's voice `rate` (SSML prosody: a multiplier "1.2", a change "+20%" / "-10%",
-    or a word "fast"), as the TTS speed it asks for, within what the TTS speaks well."""
-    if raw is None:
+    """Voice Live's voice `rate` as the TTS speed it asks for, within what the TTS speaks well."""
+    value = _prosody(raw, "rate", _RATE_WORDS, 1.0)
+    if value is None:
         return None
-    text = str(raw).strip().lower()[:16]
-    try:
-        if text in _RATE_WORDS:
-            value = _RATE_WORDS[text]
-        elif text.endswith("%"):
-            value = 1.0 + float(text[:-1]) / 100.0
-        else:
-            value = float(text)
-    except ValueError:
-        raise refuse(_INVALID_VALUE, "rate must be a multiplier such as '1.2', a change such "
-                     "as '+20%', or one of " + ", ".join(_RATE_WORDS), ".rate") from None
     if not 0.25 <= value <= 4.0:
         raise refuse(_INVALID_VALUE, "rate must be between 0.25 and 4 times normal", ".rate")
     return min(max(value, 0.25), 1.5)  # the range of GA `speed`
