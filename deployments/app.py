@@ -7,11 +7,12 @@ path of the configs in `cluster/` (`import_path: voxserve.deployments.app:build_
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray.serve import Application
 
-from voxserve.config import VoxServeOptions, load_options
+from voxserve.config import VoxServeOptions, load_options, with_environment_keys
 from voxserve.deployments.ingress import IngressDeployment
 from voxserve.deployments.stages import AsrDeployment, LlmDeployment, TtsDeployment
 
@@ -31,4 +32,4 @@ def build_graph(options: VoxServeOptions) -> Application:
 def build_app(args: dict[str, Any]) -> Application:
     """Serve config entry point: `args` may name an `options_file` and/or inline `options`."""
     options = load_options(args.get("options_file"), args.get("options"))
-    return build_graph(options)
+    return build_graph(with_environment_keys(options, os.environ))

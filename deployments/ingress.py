@@ -1,20 +1,29 @@
-"""The WebSocket ingress: routes, auth, dialect choice and one `RealtimeSession` per socket.
+"""The WebSocket ingress: routes, auth (voxserve/auth.py), client secrets, dialect choice and one
+`RealtimeSession` per socket.
 
 Each WebSocket is one long ASGI request, so a session stays on the replica that accepted it and
 this replica owns the session's streaming state and its cancellation.
 """
 
 import asyncio
-import hmac
+import json
 import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from voxserve import client_secrets
+from voxserve.auth import (
+    ClientSecret, TokenError, chosen_subprotocol, is_key, is_token, origin_allowed,
+    parse_subprotocols, presented_credential, verify_token,
+)
 from voxserve.config import VoxServeOptions
 from voxserve.protocol.dialects import pick_dialect
 from voxserve.session.session import RealtimeSession
@@ -52,13 +61,22 @@ class _WebSocketTransport:
             await self._ws.close(code, reason)
 
 
-def _presented_key(ws: WebSocket) -> str | None:
-    if key := ws.headers.get("api-key"):
-        return key
-    auth = ws.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return None
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Grant:
+    key: str | None  # the configured key presented, if one was
+    secret: ClientSecret | None  # the client secret presented, if one was
+
+
+def _expected_credential() -> str:
+    return ("missing API key: send 'api-key: <key>' or 'Authorization: Bearer <key>', or from a "
+            "browser '?api-key=<key>' or the subprotocol 'openai-insecure-api-key.<key>' "
+            "next to 'realtime'")
 
 
 @serve.deployment(name="Ingress")
@@ -82,12 +100,62 @@ class IngressDeployment:
         self._observer = RayMetricsObserver()
         self._sessions: dict[str, RealtimeSession] = {}
 
-    def _authorized(self, ws: WebSocket) -> bool:
+    def _admit(self, headers: Mapping[str, str], query: Mapping[str, str],
+               subprotocols: Sequence[str], *, secrets_ok: bool = True) -> _Grant | _Refusal:
+        """Who is asking, decided before any upgrade: Origin first (a refused page learns
+        nothing about keys), then a client secret or a key. voxserve/auth.py has the forms."""
         server = self._options.server
-        if not server.auth_required():
-            return True
-        key = _presented_key(ws)
-        return key is not None and any(hmac.compare_digest(key, k) for k in server.api_keys)
+        origin = headers.get("origin")
+        if not origin_allowed(origin, server.allowed_origins):
+            return _Refusal(403, f"origin {(origin or '')[:200]!r} is not allowed on this server "
+                            "(server.allowed_origins)")
+        credential = presented_credential(headers, query, subprotocols)
+        if credential is not None and is_token(credential.value):
+            if not secrets_ok:
+                return _Refusal(403, "a client secret cannot mint client secrets: use an API key")
+            try:
+                return _Grant(None, verify_token(credential.value, self._signing_keys,
+                                                 time.time()))
+            except TokenError as exc:
+                return _Refusal(401, str(exc))
+        known = credential is not None and is_key(credential.value, server.api_keys)
+        if server.auth_required() and credential is None:
+            return _Refusal(401, _expected_credential())
+        if server.auth_required() and not known:
+            return _Refusal(401, "invalid API key")
+        return _Grant(credential.value if credential is not None and known else None, None)
+
+    @property
+    def _signing_keys(self) -> list[str]:
+        # With no keys (a loopback dev server) secrets are still minted, so a browser app built
+        # on client_secrets runs unchanged; signed with the empty key, they guard nothing.
+        return self._options.server.api_keys or [""]
+
+    @app.post("/v1/realtime/client_secrets")
+    async def _mint_ga(self, request: Request) -> Response:
+        """A short-lived secret for a browser, minted with a real key (voxserve/client_secrets.py)."""
+        return await self._mint(request)
+
+    @app.post("/openai/v1/realtime/client_secrets")
+    async def _mint_azure(self, request: Request) -> Response:
+        return await self._mint(request)
+
+    async def _mint(self, request: Request) -> Response:
+        admission = self._admit(request.headers, request.query_params, (), secrets_ok=False)
+        if isinstance(admission, _Refusal):
+            log.warning("refused client_secrets request from %s: %s", request.client,
+                        admission.reason[:80])
+            return PlainTextResponse(admission.reason, status_code=admission.status)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return PlainTextResponse("the request body must be JSON", status_code=400)
+        key = admission.key if admission.key is not None else self._signing_keys[0]
+        try:
+            minted = client_secrets.create(body, key, self._options.session, time.time())
+        except ValueError as exc:
+            return PlainTextResponse(f"invalid client_secrets request: {exc}", status_code=400)
+        return JSONResponse(minted)
 
     @app.get("/health")
     async def health(self) -> JSONResponse:
@@ -143,10 +211,12 @@ class IngressDeployment:
     async def _echo(self, ws: WebSocket) -> None:
         """Gateway benchmark: echoes each text frame, so a client measures what the WebSocket
         path through Serve costs without any model work (`voxserve bench --echo`)."""
-        if not self._authorized(ws):
-            await ws.close(code=1008, reason="invalid or missing API key")
+        offered = parse_subprotocols(ws.headers.get("sec-websocket-protocol"))
+        admission = self._admit(ws.headers, ws.query_params, offered)
+        if isinstance(admission, _Refusal):
+            await self._deny(ws, admission.status, admission.reason)
             return
-        await ws.accept()
+        await ws.accept(subprotocol=chosen_subprotocol(offered))
         try:
             while True:
                 await ws.send_text(await ws.receive_text())
@@ -162,9 +232,12 @@ class IngressDeployment:
             await ws.close(code=1008, reason=reason[:120])
 
     async def _serve_socket(self, ws: WebSocket) -> None:
-        if not self._authorized(ws):
-            log.warning("rejected unauthenticated WebSocket from %s", ws.client)
-            await self._deny(ws, 401, "invalid or missing API key")
+        offered = parse_subprotocols(ws.headers.get("sec-websocket-protocol"))
+        admission = self._admit(ws.headers, ws.query_params, offered)
+        if isinstance(admission, _Refusal):
+            log.warning("refused WebSocket from %s: %d %s", ws.client, admission.status,
+                        admission.reason[:80])
+            await self._deny(ws, admission.status, admission.reason)
             return
         dialect = pick_dialect(ws.url.path, ws.headers, ws.query_params)
         if agent := next((k for k in _AGENT_PARAMS if k in ws.query_params), None):
@@ -174,14 +247,28 @@ class IngressDeployment:
                              "connect without it and send instructions and tools")
             return
         model = ws.query_params.get("model") or ws.query_params.get("deployment")
-        await ws.accept()
+        transcription_only = ws.query_params.get("intent") == "transcription"
+        initial = None
+        if (secret := admission.secret) is not None:
+            pinned = client_secrets.scoped_model(secret.session)
+            if pinned is not None and model is not None and model != pinned:
+                await self._deny(ws, 403, f"this client secret is for model {pinned[:64]!r}, "
+                                 f"not {model[:64]!r}")
+                return
+            try:
+                initial = client_secrets.scoped_config(secret.session, self._options.session,
+                                                       model, transcription_only)
+            except ValueError as exc:  # valid when minted; the options changed since
+                await self._deny(ws, 400, f"the client secret's session is refused: {exc}")
+                return
+        await ws.accept(subprotocol=chosen_subprotocol(offered))
         session = RealtimeSession(dialect, self._pipeline, self._vad_factory,
                                   self._options.session, self._options.vad, model=model,
                                   observer=self._observer, eot_model=self._eot_model,
                                   model_names=self._model_names,
                                   transcription_models=self._options.asr.transcription_models,
-                                  transcription_only=ws.query_params.get("intent")
-                                  == "transcription")
+                                  transcription_only=transcription_only,
+                                  initial_config=initial)
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voxserve.config import OptionsError, VoxServeOptions, load_options
+from voxserve.config import (
+    API_KEYS_ENV, OptionsError, VoxServeOptions, load_options, with_environment_keys,
+)
 
 
 def _say(message: str) -> None:
@@ -94,19 +96,37 @@ def _tracing_config(options: VoxServeOptions) -> Any:
     return TracingConfig(enabled=True, exporter_import_path=path, sampling_ratio=ratio)
 
 
+def http_options(options: VoxServeOptions) -> dict[str, Any]:
+    """Serve's proxy options: its `HTTPOptions` (Ray 2.60) takes `ssl_certfile`/`ssl_keyfile` and
+    hands them to the proxy's uvicorn, which then serves HTTPS and wss:// on the same port."""
+    server = options.server
+    out: dict[str, Any] = {"host": server.host, "port": server.port}
+    if server.ssl_certfile and server.ssl_keyfile:
+        out.update(ssl_certfile=str(Path(server.ssl_certfile).resolve()),
+                   ssl_keyfile=str(Path(server.ssl_keyfile).resolve()))
+    return out
+
+
 def serve_command(args: argparse.Namespace) -> int:
     try:
         options = load_options(args.config)
     except OptionsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    options = with_environment_keys(options, os.environ)
     if args.host:
         options.server.host = args.host
     if args.port:
         options.server.port = args.port
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        print("--ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
+    if args.ssl_certfile:
+        options.server.ssl_certfile, options.server.ssl_keyfile = args.ssl_certfile, args.ssl_keyfile
     if options.server.auth_required() and not options.server.api_keys:
-        print(f"refusing to serve on {options.server.host} without api_keys in the options file "
-              "(set server.api_keys, or server.require_auth: false)", file=sys.stderr)
+        print(f"refusing to serve on {options.server.host} without API keys (set server.api_keys "
+              f"in the options file or {API_KEYS_ENV}, or server.require_auth: false)",
+              file=sys.stderr)
         return 2
 
     stop = threading.Event()
@@ -133,13 +153,14 @@ def serve_command(args: argparse.Namespace) -> int:
     code = 0
     try:
         tracing = _tracing_config(options)
-        serve.start(http_options={"host": options.server.host, "port": options.server.port},
-                    tracing_config=tracing)
+        serve.start(http_options=http_options(options), tracing_config=tracing)
         _say("deploying ASR, LLM, TTS and the WebSocket ingress")
         _deploy_with_progress(options)
         host, port = options.server.host, options.server.port
-        _say(f"ready: ws://{host}:{port}/v1/realtime (OpenAI), "
-             f"ws://{host}:{port}/voice-live/realtime (Voice Live), health http://{host}:{port}/health")
+        ws, http = ("wss", "https") if options.server.ssl_certfile else ("ws", "http")
+        _say(f"ready: {ws}://{host}:{port}/v1/realtime (OpenAI), "
+             f"{ws}://{host}:{port}/voice-live/realtime (Voice Live), "
+             f"health {http}://{host}:{port}/health")
         if started_ray:
             _say(f"metrics: http://127.0.0.1:{options.server.metrics_port}/metrics")
         while not stop.wait(0.5):
@@ -190,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--config", help="options YAML (default: the built-in CPU configuration)")
     p.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    p.add_argument("--ssl-certfile", help="TLS certificate (PEM): serve https:// and wss://")
+    p.add_argument("--ssl-keyfile", help="TLS private key (PEM) for --ssl-certfile")
     p.set_defaults(func=serve_command)
     t = sub.add_parser("talk", help="speak a WAV recording to a running server")
     t.add_argument("wav", help="16-bit PCM WAV file")

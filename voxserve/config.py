@@ -8,11 +8,14 @@ changes engines, model names and replica resources here and nothing else.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
 
 from voxserve.languages import normalise_all
 
@@ -61,8 +64,16 @@ class ServerOptions(BaseModel):
     model_config = _STRICT
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    # Keys accepted as `Authorization: Bearer <key>` or `api-key: <key>`.
-    api_keys: list[str] = Field(default_factory=list)
+    # Keys accepted as `Authorization: Bearer <key>`, `api-key: <key>`, `?api-key=<key>` or the
+    # `openai-insecure-api-key.<key>` subprotocol (voxserve/auth.py); VOXSERVE_API_KEYS (comma
+    # separated) adds more. Kept out of repr, so an options object in a log line shows none.
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    # Browser origins allowed to open a session ("https://app.example.com", "*" for any). Empty:
+    # no check. A request without Origin (a non-browser client) always passes this check.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # TLS on the Serve HTTP proxy itself (clients connect with wss://); both or neither.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     # None = auto: keys are required when any are configured or the bind is not loopback.
     require_auth: bool | None = None
     # Prometheus endpoint of Ray's metrics agent: Serve's metrics and ours, at /metrics.
@@ -72,6 +83,19 @@ class ServerOptions(BaseModel):
     # the default Python proxy, which also saturates near 700 messages/s. It binds replica
     # ports 30000+ on all interfaces: firewall them. Only for a Ray this starts.
     proxy: Literal["default", "haproxy"] = "default"
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerOptions:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("server.ssl_certfile and server.ssl_keyfile go together")
+        if any(k.startswith("ek_") for k in self.api_keys):
+            raise ValueError("an API key may not start with 'ek_': that prefix marks a client "
+                             "secret (POST /v1/realtime/client_secrets)")
+        if self.ssl_certfile and self.proxy == "haproxy":
+            # Ray 2.60's HAProxy config template has no TLS settings: the files would be ignored
+            raise ValueError("server.ssl_certfile needs proxy: default (Serve's HAProxy mode "
+                             "does not take TLS files); or terminate TLS in front (README)")
+        return self
 
     def auth_required(self) -> bool:
         if self.require_auth is not None:
@@ -248,6 +272,21 @@ class VoxServeOptions(BaseModel):
     session: SessionOptions = SessionOptions()
     deployments: DeploymentsOptions = DeploymentsOptions()
     tracing: TracingOptions = TracingOptions()
+
+
+API_KEYS_ENV = "VOXSERVE_API_KEYS"
+
+
+def with_environment_keys(options: VoxServeOptions,
+                          environ: Mapping[str, str]) -> VoxServeOptions:
+    """`options` with the keys of VOXSERVE_API_KEYS (comma separated) added to the file's, so a
+    key can live in a secret store instead of the options file. The file's keys come first."""
+    extra = [k.strip() for k in environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    keys = list(dict.fromkeys([*options.server.api_keys, *extra]))
+    if keys == options.server.api_keys:
+        return options
+    server = options.server.model_copy(update={"api_keys": keys})
+    return options.model_copy(update={"server": server})
 
 
 class OptionsError(ValueError):

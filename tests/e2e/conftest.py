@@ -24,6 +24,9 @@ import pytest
 from tests.e2e.otlp_receiver import OtlpReceiver
 
 API_KEY = "test-key-123"
+# Browsers on this page may connect; other Origins are refused (tests/e2e/test_auth.py). Clients
+# that send no Origin (every other test) are not affected.
+ALLOWED_ORIGIN = "https://app.voxserve.test"
 STARTUP_TIMEOUT_S = 900  # first start assembles 500 MB of weights on a busy 2-core box
 
 
@@ -70,6 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # given conversation is then fixed, and the tests that need a long answer use one whose
     # greedy answer was checked (tests/long_answer.py) instead of hoping a sample runs long.
     config.write_text(f"server:\n  api_keys: [{API_KEY}]\n  metrics_port: {metrics_port}\n"
+                      f"  allowed_origins: ['{ALLOWED_ORIGIN}']\n"
                       "llm:\n  seed: 1234\n  temperature: 0.0\n")
     log = root / "server.log"
     port = _free_port()

@@ -61,6 +61,7 @@ class RealtimeSession:
                  observer: SessionObserver | None = None, eot_model: EndOfTurnModel | None = None,
                  model_names: dict[str, str] | None = None, transcription_only: bool = False,
                  transcription_models: Collection[str] | None = None,
+                 initial_config: SessionConfig | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
@@ -74,9 +75,12 @@ class RealtimeSession:
         self.transcription_models = (None if transcription_models is None
                                      else frozenset(m.lower() for m in transcription_models))
         # `transcription_only`: the client asked for it when connecting (?intent=transcription)
-        self._config = SessionConfig(model=model or session.model_name,
-                                     voice=session.default_voice,
-                                     transcription_only=transcription_only).effective()
+        self._config = initial_config or SessionConfig(
+            model=model or session.model_name, voice=session.default_voice,
+            transcription_only=transcription_only).effective()
+        # `initial_config` is a client secret's scope (voxserve/client_secrets.py): its model
+        # stays the session's whatever a session.update names
+        self._pinned_model = initial_config.model if initial_config else None
         self.expires_at = int(time.time() + session.max_session_seconds)
         self.conversation = Conversation()
         self._span: Any = None  # the session's span; each turn's trace links to it
@@ -115,6 +119,8 @@ class RealtimeSession:
     def apply_config(self, config: SessionConfig) -> None:
         """A validated `session.update`: the listener follows the turn detection, and new
         instructions are prefilled in the LLM before the next turn needs them."""
+        if self._pinned_model is not None:
+            config = config.model_copy(update={"model": self._pinned_model})
         instructions_changed = config.instructions != self._config.instructions
         self._config = config
         self.listener.configure(config.turn_detection)
