@@ -14,32 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conformance import check_event
-from tests.fuzz import (
-    Case, bad_base64, examples, items, junk_frames, mutated, pcm16_b64, sdk_events,
-    session_payloads, tones,
-)
+from tests.fuzz import NO_PARAM, cases, error_problems, examples
 from tests.unit.fakes import FakePipeline, FakeTransport, append_event, start_session, tone_pcm16
 from voxserve.protocol.dialects import Dialect
-from voxserve.protocol.errors import ErrorCode
 from voxserve.session.session import RealtimeSession
 
 pytestmark = pytest.mark.unit
-
-# Codes that are about one parameter: their error must say which. The two raised while the JSON
-# is still being decoded (a number out of range, an object with too many keys) cannot know
-# where they are yet, and a refusal of the event in this session's state (response.create in a
-# transcription session) concerns no parameter; those are told apart by their message.
-PARAM_CODES = {ErrorCode.INVALID_VALUE, ErrorCode.INVALID_TYPE,
-               ErrorCode.MISSING_REQUIRED_PARAMETER, ErrorCode.UNKNOWN_PARAMETER,
-               ErrorCode.UNKNOWN_EVENT_TYPE, ErrorCode.TRUNCATE_INVALID_AUDIO_END}
-NO_PARAM = ("is out of range", "fields is more than", "this is a transcription session")
 
 
 class Live:
@@ -49,97 +35,10 @@ class Live:
                  task: asyncio.Task[None]) -> None:
         self.dialect, self.session, self.transport, self.task = dialect, session, transport, task
 
-    def item_ids(self) -> list[str]:
-        return [e["item"]["id"] for e in self.transport.sent
-                if e["type"] in ("conversation.item.created", "conversation.item.added",
-                                 "conversation.item.done", "response.output_item.added")]
-
-    def response_ids(self) -> list[str]:
-        return [e["response"]["id"] for e in self.transport.sent if e["type"] == "response.created"]
-
     async def settle(self) -> None:
         """Until the writer has handed every queued event to the transport."""
         while not self.session._outbox.empty():
             await asyncio.sleep(0)
-
-
-@st.composite
-def vocabulary_event(draw: st.DrawFn, live: Live) -> dict[str, Any]:
-    """A well-formed event with ids the session holds (or nearly holds)."""
-    dialect = live.dialect
-    # Ids are drawn as indices of a fixed range, not from the live list: what the session holds
-    # depends on timing, and hypothesis needs the same draws to mean the same choices.
-    known = live.item_ids() or ["item_none"]
-    responses = live.response_ids() or ["resp_x"]
-    item_id = draw(st.one_of(st.integers(0, 63).map(lambda i: known[-1 - i % len(known)]),
-                             st.sampled_from(["item_x", ""])))
-    turn_id = draw(st.sampled_from(["t1", "t1", "t2"]))
-    choices: list[st.SearchStrategy[dict[str, Any]]] = [
-        st.builds(lambda a: {"type": "input_audio_buffer.append", "audio": a}, tones),
-        st.builds(lambda a: {"type": "input_audio_buffer.append", "audio": a}, bad_base64),
-        st.just({"type": "input_audio_buffer.commit"}),
-        st.just({"type": "input_audio_buffer.clear"}),
-        st.just({"type": "output_audio_buffer.clear"}),
-        st.builds(lambda i, p: {"type": "conversation.item.create", "item": i,
-                                **({"previous_item_id": p} if p else {})},
-                  items(dialect), st.one_of(st.none(), st.just("root"), st.just(item_id))),
-        st.just({"type": "conversation.item.delete", "item_id": item_id}),
-        st.just({"type": "conversation.item.retrieve", "item_id": item_id}),
-        st.builds(lambda c, ms: {"type": "conversation.item.truncate", "item_id": item_id,
-                                 "content_index": c, "audio_end_ms": ms},
-                  st.integers(0, 2), st.one_of(st.integers(0, 3000), st.just(2**62))),
-        st.builds(lambda s: {"type": "session.update", "session": s}, session_payloads(dialect)),
-        st.builds(lambda r: {"type": "response.create", **({"response": r} if r else {})},
-                  st.one_of(st.none(), st.fixed_dictionaries({}, optional={
-                      "instructions": st.text(max_size=20),
-                      "conversation": st.sampled_from(["auto", "none"]),
-                      "max_output_tokens": st.integers(1, 50)}))),
-        st.builds(lambda r: {"type": "response.cancel", **({"response_id": r} if r else {})},
-                  st.one_of(st.none(), st.integers(0, 63).map(
-                      lambda i: responses[-1 - i % len(responses)]), st.just("resp_x"))),
-    ]
-    if dialect is Dialect.BETA:
-        choices.append(st.builds(lambda s: {"type": "transcription_session.update", "session": s},
-                                 st.just({"input_audio_transcription": {"model": "whisper-1"}})))
-    if dialect is Dialect.VOICE_LIVE:
-        choices += [st.just({"type": "input_audio.turn.start", "turn_id": turn_id}),
-                    st.just({"type": "input_audio.turn.append", "turn_id": turn_id,
-                             "audio": pcm16_b64(0.1, 0.3)}),
-                    st.just({"type": "input_audio.turn.end", "turn_id": turn_id}),
-                    st.just({"type": "input_audio.turn.cancel", "turn_id": turn_id}),
-                    st.just({"type": "input_audio.clear"})]
-    event = draw(st.one_of(choices))
-    if draw(st.booleans()):
-        event["event_id"] = f"evt_{draw(st.integers(0, 10**6))}"
-    return event
-
-
-@st.composite
-def cases(draw: st.DrawFn, live: Live) -> Case | float:
-    """The next thing to do: a frame, or a pause (seconds) so a response runs meanwhile."""
-    source = draw(st.sampled_from(["vocab"] * 6 + ["sdk"] * 3 + ["junk", "pause", "pause"]))
-    if source == "pause":
-        return draw(st.sampled_from([0.0, 0.002, 0.01]))
-    if source == "junk":
-        return draw(junk_frames)
-    event = draw(vocabulary_event(live) if source == "vocab" else sdk_events(live.dialect))
-    case = draw(mutated(event))
-    case.exact = source == "vocab"
-    return case
-
-
-def _problems_with_errors(events: list[dict[str, Any]]) -> list[str]:
-    problems = []
-    for e in events:
-        if e["type"] != "error":
-            continue
-        err = e["error"]
-        if err.get("code") == ErrorCode.SERVER_ERROR or err.get("type") == "server_error":
-            problems.append(f"server error: {err}")
-        elif err.get("code") in PARAM_CODES and not err.get("param") \
-                and not any(m in err.get("message", "") for m in NO_PARAM):
-            problems.append(f"error without param: {err}")
-    return problems
 
 
 async def _quiet(live: Live, timeout: float = 5.0) -> None:
@@ -197,7 +96,7 @@ async def _scenario(data: st.DataObject, dialect: Dialect, steps: int) -> int:
     sent = 0
     try:
         for _ in range(steps):
-            case = data.draw(cases(live))
+            case = data.draw(cases(dialect, tr.sent))
             if isinstance(case, float):
                 await asyncio.sleep(case)
                 continue
@@ -222,7 +121,7 @@ async def _scenario(data: st.DataObject, dialect: Dialect, steps: int) -> int:
         await _completes_a_turn(live, spoken=data.draw(st.booleans()))
         await _completes_a_turn(other, spoken=False)
         assert not task.done() and not other_task.done()
-        problems = _problems_with_errors(tr.sent)
+        problems = error_problems(tr.sent)
         assert not problems, problems
         assert not any(e["type"] == "error" for e in other_tr.sent), other_tr.sent
         # the untouched session holds only its own turn
