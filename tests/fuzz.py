@@ -198,7 +198,7 @@ _WRONG = {"audio": [5, None, ["a"], {"a": 1}], "item_id": [5, None, ["a"], True]
 def mutated(draw: st.DrawFn, event: dict[str, Any]) -> Case:
     """`event` itself, or with one mutation; says when the result must be refused."""
     kind = event.get("type")
-    how = draw(st.sampled_from(["as_is"] * 6 + ["drop", "retype", "extra", "extreme", "cut",
+    how = draw(st.sampled_from(["as_is"] * 10 + ["drop", "retype", "extra", "extreme", "cut",
                                                  "no_type", "bad_type", "required"]))
     event = dict(event)
     keys = [k for k in event if k != "type"]
@@ -281,9 +281,17 @@ def vocabulary_event(draw: st.DrawFn, dialect: Dialect, sent: list[dict[str, Any
     # depends on timing, and hypothesis needs the same draws to mean the same choices.
     known = item_ids(sent) or ["item_none"]
     responses = response_ids(sent) or ["resp_x"]
-    item_id = draw(st.one_of(st.integers(0, 63).map(lambda i: known[-1 - i % len(known)]),
+    spoken = [e["item"]["id"] for e in sent if e["type"] == "response.output_item.added"] or known
+    pick = st.integers(0, 63)
+    item_id = draw(st.one_of(pick.map(lambda i: known[-1 - i % len(known)]),
+                             pick.map(lambda i: known[-1 - i % len(known)]),
                              st.sampled_from(["item_x", ""])))
+    # truncation concerns what the assistant said: its items, most of the time
+    said_id = draw(st.one_of(pick.map(lambda i: spoken[-1 - i % len(spoken)]), st.just(item_id)))
     turn_id = draw(st.sampled_from(["t1", "t1", "t2"]))
+    truncate = st.builds(lambda c, ms: {"type": "conversation.item.truncate", "item_id": said_id,
+                                        "content_index": c, "audio_end_ms": ms},
+                         st.integers(0, 2), st.one_of(st.integers(0, 3000), st.just(2**62)))
     choices: list[st.SearchStrategy[dict[str, Any]]] = [
         st.builds(lambda a: {"type": "input_audio_buffer.append", "audio": a}, tones),
         st.builds(lambda a: {"type": "input_audio_buffer.append", "audio": a}, bad_base64),
@@ -295,9 +303,7 @@ def vocabulary_event(draw: st.DrawFn, dialect: Dialect, sent: list[dict[str, Any
                   items(dialect), st.one_of(st.none(), st.just("root"), st.just(item_id))),
         st.just({"type": "conversation.item.delete", "item_id": item_id}),
         st.just({"type": "conversation.item.retrieve", "item_id": item_id}),
-        st.builds(lambda c, ms: {"type": "conversation.item.truncate", "item_id": item_id,
-                                 "content_index": c, "audio_end_ms": ms},
-                  st.integers(0, 2), st.one_of(st.integers(0, 3000), st.just(2**62))),
+        truncate, truncate,  # twice: its refusals are the most varied
         st.builds(lambda s: {"type": "session.update", "session": s}, session_payloads(dialect)),
         st.builds(lambda r: {"type": "response.create", **({"response": r} if r else {})},
                   st.one_of(st.none(), st.fixed_dictionaries({}, optional={
