@@ -29,10 +29,13 @@ FRAMES = 60  # per case; examples(2) cases per dialect
 PATHS = {Dialect.GA: ("/v1/realtime?model=gpt-realtime", {}),
          Dialect.BETA: ("/v1/realtime?model=gpt-realtime", {"OpenAI-Beta": "realtime=v1"}),
          Dialect.VOICE_LIVE: ("/voice-live/realtime?api-version=2025-10-01&model=gpt-realtime", {})}
+# Text only, and no VAD: a new turn from leftover fuzz audio would cancel the one checked.
 _TEXT_ONLY = {Dialect.GA: {"type": "realtime", "output_modalities": ["text"],
+                           "audio": {"input": {"turn_detection": None}},
                            "instructions": "Answer in one short sentence."},
-              Dialect.BETA: {"modalities": ["text"], "instructions": "Answer in one short sentence."},
-              Dialect.VOICE_LIVE: {"modalities": ["text"],
+              Dialect.BETA: {"modalities": ["text"], "turn_detection": None,
+                             "instructions": "Answer in one short sentence."},
+              Dialect.VOICE_LIVE: {"modalities": ["text"], "turn_detection": None,
                                    "instructions": "Answer in one short sentence."}}
 
 
@@ -66,21 +69,20 @@ class Connection:
     async def text_turn(self, cancel: bool) -> dict[str, Any]:
         """Go text-only and ask something (cancelling first what may run): the response.done."""
         start = len(self.received)
-        for event in ([{"type": "output_audio_buffer.clear"}] if cancel else []) + [
+        for event in ([{"type": "input_audio_buffer.clear"},
+                       {"type": "output_audio_buffer.clear"}] if cancel else []) + [
                 {"type": "session.update", "session": _TEXT_ONLY[self.dialect]},
                 {"type": "conversation.item.create", "item": {
                     "type": "message", "role": "user",
                     "content": [{"type": "input_text", "text": "Say hello."}]}},
-                {"type": "response.create", "event_id": "evt_final"}]:
+                {"type": "response.create", "event_id": "evt_final",
+                 "response": {"metadata": {"turn": "final"}}}]:
             await self.ws.send(json.dumps(event))
-        # the response.created after our create is ours (earlier ones were cancelled or ended)
-        created = await self.until(lambda e: e["type"] == "response.created"
-                                   or e.get("error", {}).get("event_id") == "evt_final",
-                                   60, start)
-        assert created["type"] == "response.created", created
-        rid = created["response"]["id"]
-        return await self.until(lambda e: e["type"] == "response.done"
-                                and e["response"]["id"] == rid, 120, start)
+        # a fuzzed response (a VAD turn still being transcribed) may start and be cancelled
+        # meanwhile; ours is the one with the metadata
+        return await self.until(lambda e: e.get("error", {}).get("event_id") == "evt_final" or (
+            e["type"] == "response.done"
+            and (e["response"].get("metadata") or {}).get("turn") == "final"), 120, start)
 
 
 async def _connect(server: Server, dialect: Dialect) -> Connection:
