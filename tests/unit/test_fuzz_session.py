@@ -113,7 +113,10 @@ async def _scenario(data: st.DataObject, dialect: Dialect, steps: int) -> int:
                 errors = [e["error"] for e in new if e["type"] == "error"]
                 assert errors, f"no error for {case.what}: {case.frame!r:.300}"
                 # an error while decoding (a number out of range) comes before any about fields
-                decoding = any(m in err.get("message", "") for err in errors for m in NO_PARAM)
+                # (the SDK shapes' floats include NaN, which json.dumps writes and JSON has not)
+                decoding = any(err.get("code") == "invalid_json"
+                               or any(m in err.get("message", "") for m in NO_PARAM)
+                               for err in errors)
                 if case.param is not None and not decoding:
                     named = [err.get("param") or "" for err in errors]
                     assert any(case.param in p if case.exact else p for p in named), \
