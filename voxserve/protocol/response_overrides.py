@@ -23,14 +23,14 @@ from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, StoredPrompt, MaxTokens, Name, PayloadContext,
-    Temperature, ToolChoiceField, Tools, Voice,
+    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, MaxTokens,
+    Name, PayloadContext, StoredPrompt, Temperature, ToolChoiceField, Tools, Voice,
 )
 from voxserve.protocol.items import Item, ItemReference, parse_client_item
 from voxserve.protocol.session_models import FunctionTool, ToolChoice, VoiceTable
 from voxserve.protocol.validation import (
     MAX_INSTRUCTIONS_CHARS, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS,
-    no_stray_exceptions, refuse, validated,
+    capped, no_stray_exceptions, noted_fields, refuse, validated,
 )
 
 
@@ -187,13 +187,13 @@ def _notices(model: type[_Response], raw: dict[str, Any], dialect: Dialect
              ) -> tuple[tuple[str, str], ...]:
     """Fields accepted without effect: the noted ones set, and (Voice Live) unknown ones. The
     OpenAI dialects ignore unknown fields of `response`, as the reference services do."""
-    out = [(f"'{k}' {why}; it was ignored", f"response.{k}")
-           for k, why in model.noted.items() if raw.get(k) is not None]
+    out = noted_fields(model.noted, raw, "response")
     if dialect is Dialect.VOICE_LIVE:
         known = {f.alias or n for n, f in model.model_fields.items()} | set(model.noted)
         out += [(f"unknown parameter 'response.{k[:64]}' was ignored", f"response.{k[:64]}")
                 for k in raw if k not in known]
-    return tuple(out[:8])
+    return tuple(capped(out, lambda n: (f"{n} more unknown or unsupported fields were ignored",
+                                        "response")))
 
 
 def _append_items(p: _VoiceLiveResponse | None) -> list[Item] | None:

@@ -24,18 +24,20 @@ from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    PHRASES, VOICE_SETTINGS_WITHOUT_EFFECT, Boolean, FlatInputFormat, Include, StoredPrompt, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, MaxTokens, Name,
-    NotNull, PayloadContext, SessionInstructions, Speed, Temperature, ToolChoiceField, Tools, Voice,
+    PHRASES, VOICE_SETTINGS_WITHOUT_EFFECT, Boolean, FlatInputFormat, FlatModalities,
+    FlatOutputFormat, GaFormat, GaModalities, Include, MaxTokens, Name, NotNull, PayloadContext,
+    SessionInstructions, Speed, StoredPrompt, Temperature, ToolChoiceField, Tools, Voice,
     VoiceChoice, context_of,
 )
 from voxserve.protocol.session_models import (
-    VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig, TruncationConfig, TurnDetection,
-    VoiceTable,
+    VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig,
+    TruncationConfig, TurnDetection, VoiceTable,
 )
-from voxserve.protocol.validation import error_of, nested, no_stray_exceptions, refuse
+from voxserve.protocol.validation import (
+    capped, error_of, nested, no_stray_exceptions, noted_fields, refuse,
+)
 
 _CONFIG_FIELDS = frozenset(SessionConfig.model_fields)
-_MAX_WARNINGS = 8
 
 
 def _turn_detection(raw: Any, info: ValidationInfo) -> TurnDetection | None:
@@ -128,9 +130,9 @@ class _Section(BaseModel):
 
     @classmethod
     def notices(cls, raw: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
-        """(message, param) for each noted field `raw` sets, in this section and below."""
-        out = [(f"'{key}' {why}; it was ignored", f"{prefix}.{key}")
-               for key, why in cls.noted.items() if raw.get(key) is not None]
+        """(message, param) for each noted field `raw` sets, in this section and below (leaf
+        models such as the transcription settings may note fields too)."""
+        out = noted_fields(cls.noted, raw, prefix)
         for name, field in cls.model_fields.items():
             key = field.alias or name
             value = raw.get(key)
@@ -139,9 +141,8 @@ class _Section(BaseModel):
             sub = _section_type(field.annotation)
             if sub is not None:
                 out += sub.notices(value, f"{prefix}.{key}")
-            elif name == "transcription":  # a leaf model with settings of no effect here
-                out += [(f"'{k}' {why}; it was ignored", f"{prefix}.{key}.{k}")
-                        for k, why in InputTranscription.noted.items() if value.get(k) is not None]
+            elif (leaf := _model_type(field.annotation)) is not None:
+                out += noted_fields(getattr(leaf, "noted", {}), value, f"{prefix}.{key}")
         return out
 
     def warnings(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
@@ -149,12 +150,18 @@ class _Section(BaseModel):
         return []
 
 
-def _section_type(annotation: Any) -> type[_Section] | None:
-    """The section class a field holds (`_Section | None`), or None for a leaf field."""
+def _model_type(annotation: Any) -> type[BaseModel] | None:
+    """The model class a field holds (`Model | None`), or None for a plain value."""
     for arg in (annotation, *get_args(annotation)):
-        if isinstance(arg, type) and issubclass(arg, _Section):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
     return None
+
+
+def _section_type(annotation: Any) -> type[_Section] | None:
+    """The section class a field holds, or None for a leaf field."""
+    model = _model_type(annotation)
+    return model if model is not None and issubclass(model, _Section) else None
 
 
 _NOISE = "noise reduction is not available on this server yet"
@@ -357,16 +364,14 @@ def apply_update(current: SessionConfig, raw: Any, dialect: Dialect,
                 changes["volume"] = choice.volume
             if choice.requested is not None:
                 notices.append((voices.fallback_notice(choice.requested), voice_param))
-        if len(notices) > _MAX_WARNINGS:  # one message, a handful of events: not one per field
-            rest = len(notices) - _MAX_WARNINGS + 1
-            notices[_MAX_WARNINGS - 1:] = [(f"{rest} more unknown or unsupported fields were "
-                                            "ignored", "session")]
-        if len(errors) > _MAX_WARNINGS:
-            rest = len(errors) - _MAX_WARNINGS + 1
-            errors[_MAX_WARNINGS - 1:] = [ProtocolError(
-                errors[-1].code, f"{rest} more fields were refused", "session")]
+        # one message, a handful of events: not one per field
+        notices = capped(notices, lambda n: (f"{n} more unknown or unsupported fields were "
+                                             "ignored", "session"))
+        code = errors[-1].code if errors else ErrorCode.INVALID_VALUE
+        refusals = capped(errors, lambda n: ProtocolError(code, f"{n} more fields were refused",
+                                                          "session"))
         config = current.model_copy(deep=True, update=changes).effective()
-        return UpdateResult(config=config, warnings=notices, errors=errors,
+        return UpdateResult(config=config, warnings=notices, errors=refusals,
                             applied=bool(changes) or not errors)
 
 

@@ -8,7 +8,7 @@ reach a model unbounded; each is far above what a real client sends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from voxserve.protocol.errors import ErrorCode, ProtocolError
 log = logging.getLogger("voxserve.protocol")
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # JSON nesting, counted before the message is decoded. Tool parameter schemas, the deepest real
 # payloads, nest ~10 levels (two JSON levels per schema level) under 4 levels of event; CPython's
@@ -56,6 +57,25 @@ MAX_PHRASES = 500
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
+
+
+# Notices (and refusals) one message produces: a handful of events, then one that sums up the rest
+MAX_NOTICES = 8
+
+
+def capped(items: list[T], summary: Callable[[int], T]) -> list[T]:
+    """At most MAX_NOTICES of `items`, the last one `summary(n)` for the n it stands for."""
+    if len(items) <= MAX_NOTICES:
+        return items
+    return items[:MAX_NOTICES - 1] + [summary(len(items) - MAX_NOTICES + 1)]
+
+
+def noted_fields(noted: Mapping[str, str], raw: Mapping[str, Any],
+                 prefix: str) -> list[tuple[str, str]]:
+    """(message, param) for each field of `noted` (wire name -> why it has no effect) that
+    `raw` sets to anything but null: accepted, and the client is told."""
+    return [(f"'{key}' {why}; it was ignored", f"{prefix}.{key}")
+            for key, why in noted.items() if raw.get(key) is not None]
 
 
 def refuse(code: ErrorCode, message: str, at: str = "") -> PydanticCustomError:

@@ -24,7 +24,7 @@ from voxserve.protocol.server_events import (
     ItemTruncatedEvent, OutputAudioBufferClearedEvent, ServerEvent, SessionUpdatedEvent,
     TranscriptionSessionUpdatedEvent, WarningDetail, WarningEvent,
 )
-from voxserve.protocol.session_config import SessionConfig, VoiceTable, apply_update
+from voxserve.protocol.session_config import SessionConfig, UpdateResult, VoiceTable, apply_update
 from voxserve.session.conversation import Conversation
 from voxserve.session.input_buffer import to_session_rate
 from voxserve.session.listener import Listener
@@ -115,9 +115,7 @@ def _audio_16k(b64: str, fmt: AudioFormat, param: str) -> np.ndarray:
 async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None:
     result = apply_update(ctx.config, ev.session, ctx.dialect, ctx.voices,
                           ctx.responder.audio_produced)
-    for err in result.errors:  # each refused field alone; the rest of the update applies
-        await ctx.send_error(err, ev.event_id)
-    await _notify(ctx, result.warnings + _model_notice(ctx, result.config))
+    await _report(ctx, result, ev.event_id)
     if not result.applied:
         return
     ctx.apply_config(result.config)
@@ -136,10 +134,8 @@ async def transcription_session_update(ctx: SessionContext,
                             "type")
     result = apply_update(ctx.config.model_copy(update={"transcription_only": True}), ev.session,
                           ctx.dialect, ctx.voices, ctx.responder.audio_produced)
-    for err in result.errors:
-        await ctx.send_error(err, ev.event_id)
-    await _notify(ctx, result.warnings + _model_notice(ctx, result.config))
-    ctx.apply_config(result.config.effective())
+    await _report(ctx, result, ev.event_id)
+    ctx.apply_config(result.config)  # apply_update returns the effective, transcribe-only config
     await ctx.send(TranscriptionSessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
                                                     config=ctx.config))
 
@@ -274,6 +270,13 @@ async def response_create(ctx: SessionContext, ev: ce.ResponseCreateEvent) -> No
     for item in overrides.append_items or ():
         await _add_item(ctx, item)
     await ctx.turns.respond(options, cancel_previous=overrides.cancel_previous)
+
+
+async def _report(ctx: SessionContext, result: UpdateResult, event_id: str | None) -> None:
+    """An update's refusals (each field alone: the rest applies) and its notices."""
+    for err in result.errors:
+        await ctx.send_error(err, event_id)
+    await _notify(ctx, result.warnings + _model_notice(ctx, result.config))
 
 
 def _model_notice(ctx: SessionContext, cfg: SessionConfig) -> list[tuple[str, str]]:
