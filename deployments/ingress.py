@@ -211,12 +211,9 @@ class IngressDeployment:
     async def _echo(self, ws: WebSocket) -> None:
         """Gateway benchmark: echoes each text frame, so a client measures what the WebSocket
         path through Serve costs without any model work (`voxserve bench --echo`)."""
-        offered = parse_subprotocols(ws.headers.get("sec-websocket-protocol"))
-        admission = self._admit(ws.headers, ws.query_params, offered)
-        if isinstance(admission, _Refusal):
-            await self._deny(ws, admission.status, admission.reason)
+        if (admitted := await self._admit_socket(ws)) is None:
             return
-        await ws.accept(subprotocol=chosen_subprotocol(offered))
+        await ws.accept(subprotocol=chosen_subprotocol(admitted[1]))
         try:
             while True:
                 await ws.send_text(await ws.receive_text())
@@ -231,14 +228,21 @@ class IngressDeployment:
         except RuntimeError:  # server without the denial-response extension
             await ws.close(code=1008, reason=reason[:120])
 
-    async def _serve_socket(self, ws: WebSocket) -> None:
+    async def _admit_socket(self, ws: WebSocket) -> tuple[_Grant, list[str]] | None:
+        """The grant and the offered subprotocols, or None once the upgrade was refused."""
         offered = parse_subprotocols(ws.headers.get("sec-websocket-protocol"))
         admission = self._admit(ws.headers, ws.query_params, offered)
         if isinstance(admission, _Refusal):
             log.warning("refused WebSocket from %s: %d %s", ws.client, admission.status,
                         admission.reason[:80])
             await self._deny(ws, admission.status, admission.reason)
+            return None
+        return admission, offered
+
+    async def _serve_socket(self, ws: WebSocket) -> None:
+        if (admitted := await self._admit_socket(ws)) is None:
             return
+        admission, offered = admitted
         dialect = pick_dialect(ws.url.path, ws.headers, ws.query_params)
         if agent := next((k for k in _AGENT_PARAMS if k in ws.query_params), None):
             # Voice Live agent mode: a Foundry agent answers. Serving our own LLM instead would
