@@ -16,10 +16,11 @@ utterance, Voice Live voice objects) are listed part by part. Run it to print th
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import pydantic
@@ -91,18 +92,34 @@ def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
     return found
 
 
-def _openai_fields(models: Iterable[type[pydantic.BaseModel]], sections: frozenset[str],
-                   prefix: str = "", skip: frozenset[str] = frozenset()) -> Iterator[str]:
+# A model's fields as (wire name, the models inside that field), found lazily: only sections are
+# walked into.
+FieldsOf = Callable[[Any], Iterable[tuple[str, Callable[[], list[Any]]]]]
+
+
+def _walk(models: Iterable[Any], fields_of: FieldsOf, sections: frozenset[str],
+          prefix: str = "", skip: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Dotted field paths of `models`, into containers and `sections`, SDK-independent."""
     for model in models:
-        for name, info in model.model_fields.items():
-            wire = info.alias or name
+        for wire, inner in fields_of(model):
             if wire in skip:
                 continue
             path = prefix + wire
             if path not in _CONTAINERS:
                 yield path
             if path in _CONTAINERS or path in sections:
-                yield from _openai_fields(_models_in(info.annotation), sections, path + ".")
+                yield from _walk(inner(), fields_of, sections, path + ".")
+
+
+def _openai_model_fields(model: type[pydantic.BaseModel]
+                         ) -> Iterable[tuple[str, Callable[[], list[Any]]]]:
+    return [(info.alias or name, functools.partial(_models_in, info.annotation))
+            for name, info in model.model_fields.items()]
+
+
+def _openai_fields(models: Iterable[type[pydantic.BaseModel]], sections: frozenset[str],
+                   skip: frozenset[str] = frozenset()) -> Iterator[str]:
+    return _walk(models, _openai_model_fields, sections, skip=skip)
 
 
 # --- Voice Live payload fields -------------------------------------------------------------------
@@ -139,19 +156,15 @@ def _vl_models_in(annotation: str) -> list[type]:
     return found
 
 
-def _vl_fields(models: Iterable[type], sections: frozenset[str], prefix: str = "",
+def _vl_model_fields(model: type) -> Iterable[tuple[str, Callable[[], list[Any]]]]:
+    annotations = _vl_annotations(model)
+    return [(wire, functools.partial(_vl_models_in, annotations.get(attr, "")))
+            for attr, wire in _vl_rest_fields(model).items()]
+
+
+def _vl_fields(models: Iterable[type], sections: frozenset[str],
                skip: frozenset[str] = frozenset()) -> Iterator[str]:
-    for model in models:
-        annotations = _vl_annotations(model)
-        for attr, wire in _vl_rest_fields(model).items():
-            if wire in skip:
-                continue
-            path = prefix + wire
-            if path not in _CONTAINERS:
-                yield path
-            if path in _CONTAINERS or path in sections:
-                yield from _vl_fields(_vl_models_in(annotations.get(attr, "")), sections,
-                                      path + ".")
+    return _walk(models, _vl_model_fields, sections, skip=skip)
 
 
 # --- the inventory --------------------------------------------------------------------------------
