@@ -187,3 +187,14 @@ async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: 
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")
     return session, transport, pipeline, task
+
+
+async def stop_session(transport: FakeTransport, task: asyncio.Task[None],
+                       dialect: Any = None) -> None:
+    """End the session; with a dialect, check every event it sent against the SDK's models."""
+    from tests.conformance import check_event
+
+    transport.inbox.put_nowait(None)
+    await asyncio.wait_for(task, 10)
+    for event in transport.sent if dialect is not None else ():
+        check_event(event, dialect)

@@ -4,26 +4,19 @@ transcription deltas and failures, and the Voice Live events this server does no
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
 import pytest
 
-from tests.conformance import check_event
-from tests.unit.fakes import FakePipeline, FakeTransport, append_event, silence_pcm16, start_session, tone_pcm16
+from tests.unit.fakes import (
+    FakePipeline, append_event, silence_pcm16, start_session, stop_session, tone_pcm16,
+)
 from voxserve.models.base import Transcript
 from voxserve.protocol.client_events import ParsedError, parse_client_event
 from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.unit
-
-
-async def _stop(tr: FakeTransport, task: asyncio.Task[None], dialect: Dialect) -> None:
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
-    for event in tr.sent:
-        check_event(event, dialect)
 
 
 async def test_an_item_is_retrieved_then_deleted_then_gone() -> None:
@@ -41,7 +34,7 @@ async def test_an_item_is_retrieved_then_deleted_then_gone() -> None:
     tr.push({"type": "conversation.item.retrieve", "item_id": "note"})
     err = await tr.wait_for("error")
     assert err["error"]["code"] == "item_not_found"
-    await _stop(tr, task, Dialect.BETA)
+    await stop_session(tr, task, Dialect.BETA)
 
 
 async def test_output_audio_buffer_clear_cancels_the_answer_and_names_it() -> None:
@@ -55,7 +48,7 @@ async def test_output_audio_buffer_clear_cancels_the_answer_and_names_it() -> No
     done = await tr.wait_for("response.done")
     assert cleared["response_id"] == created["response"]["id"] == done["response"]["id"]
     assert done["response"]["status"] == "cancelled"
-    await _stop(tr, task, Dialect.GA)
+    await stop_session(tr, task, Dialect.GA)
 
 
 class _FailingAsr(FakePipeline):
@@ -83,7 +76,7 @@ async def test_input_transcription_sends_a_delta_and_the_result_or_the_failure()
     failed = await tr.wait_for("conversation.item.input_audio_transcription.failed")
     assert failed["error"]["code"] == "asr_failed" and failed["item_id"] != completed["item_id"]
     assert "error" not in tr.types()  # reported on the item, not as a session error
-    await _stop(tr, task, Dialect.VOICE_LIVE)
+    await stop_session(tr, task, Dialect.VOICE_LIVE)
 
 
 @pytest.mark.parametrize("message", [

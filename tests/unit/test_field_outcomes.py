@@ -3,14 +3,12 @@ accepted with a notice, a malformed one is refused alone (docs/protocol.md, "Fie
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Any
 
 import pytest
 
-from tests.conformance import check_event
-from tests.unit.fakes import start_session
+from tests.unit.fakes import start_session, stop_session
 from tests.unit.refusals import refused
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.session_config import SessionConfig, VoiceTable, apply_update, render_session
@@ -150,10 +148,7 @@ async def test_the_session_sends_each_refusal_then_the_update_it_applied() -> No
     assert err["error"]["param"] == "session.temperature" and err["error"]["event_id"] == "u1"
     assert updated["session"]["instructions"] == "applied"
     assert "warning" not in tr.types()  # OpenAI clients do not know the event
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
-    for event in tr.sent:
-        check_event(event, GA)
+    await stop_session(tr, task, GA)
 
 
 async def test_voice_live_gets_a_warning_per_ignored_field() -> None:
@@ -163,8 +158,7 @@ async def test_voice_live_gets_a_warning_per_ignored_field() -> None:
     warned = {e["warning"]["param"] for e in tr.sent if e["type"] == "warning"}
     assert "session.input_audio_echo_cancellation" in warned and "session.voice" in warned
     assert "error" not in tr.types()
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
+    await stop_session(tr, task)
 
 
 async def test_an_unconfigured_transcription_model_is_served_by_the_default_with_a_warning() -> None:
@@ -178,8 +172,7 @@ async def test_an_unconfigured_transcription_model_is_served_by_the_default_with
     assert [w["param"] for w in warned] == ["session.input_audio_transcription.model"]
     assert "contoso-custom-asr" in warned[0]["message"]
     assert session.config.transcription is not None
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
+    await stop_session(tr, task)
 
 
 def test_ga_truncation_is_kept_and_echoed() -> None:
@@ -217,8 +210,7 @@ async def test_voice_live_volume_scales_the_spoken_audio() -> None:
                        if e["type"] == "response.audio.delta")
         samples = np.frombuffer(pcm, "<i2").astype(np.float32)
         levels[volume] = float(np.sqrt(np.mean(samples ** 2)))
-        tr.inbox.put_nowait(None)
-        await asyncio.wait_for(task, 10)
+        await stop_session(tr, task)
     assert levels["50"] / levels["100"] == pytest.approx(0.5, rel=0.02)
 
 
@@ -232,8 +224,7 @@ async def test_the_session_truncation_reaches_the_llm_request() -> None:
     await tr.wait_for("response.done")
     t = pipe.requests[0].truncation
     assert (t.mode, t.retention_ratio, t.post_instructions_tokens) == ("auto", 0.25, 2000)
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
+    await stop_session(tr, task)
 
 
 def test_settings_without_effect_inside_transcription_and_voice_are_warned_about() -> None:
@@ -301,10 +292,7 @@ async def test_include_logprobs_puts_word_log_probabilities_on_the_transcript(
     assert [p["token"] for p in done["logprobs"]] == pipe.transcript.split()
     assert all(p["logprob"] == pytest.approx(math.log(0.9)) for p in done["logprobs"])
     assert "error" not in tr.types()
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
-    for event in tr.sent:
-        check_event(event, dialect)
+    await stop_session(tr, task, dialect)
 
 
 def test_voice_live_phrases_are_warned_and_unknown_include_values_refused() -> None:

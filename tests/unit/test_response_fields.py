@@ -4,14 +4,12 @@ out-of-band output without item events, Voice Live's pre-generated message, `com
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
 import pytest
 
-from tests.conformance import check_event
-from tests.unit.fakes import FakeTransport, start_session
+from tests.unit.fakes import FakeTransport, start_session, stop_session
 from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.unit
@@ -27,10 +25,7 @@ async def _respond(dialect: Dialect, response: dict[str, Any], **event: Any
     await tr.wait_for("session.updated")
     tr.push({"type": "response.create", "response": response, **event})
     done = await tr.wait_for("response.done")
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
-    for ev in tr.sent:
-        check_event(ev, dialect)
+    await stop_session(tr, task, dialect)
     return session, tr, pipe, done
 
 
@@ -94,5 +89,4 @@ async def test_previous_item_id_root_inserts_at_the_start() -> None:
         await tr.wait_for("conversation.item.created", count=1 if previous is None else 2)
     assert "error" not in tr.types()
     assert [i.id for i in session.conversation] == ["zeroth", "first"]
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
+    await stop_session(tr, task)

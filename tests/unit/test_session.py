@@ -8,8 +8,7 @@ import base64
 import numpy as np
 import pytest
 
-from tests.conformance import check_event
-from tests.unit.fakes import FakePipeline, append_event, silence_pcm16, tone_pcm16
+from tests.unit.fakes import FakePipeline, append_event, silence_pcm16, stop_session, tone_pcm16
 from tests.unit.fakes import start_session as _start_session
 from voxserve.protocol.dialects import Dialect
 
@@ -18,11 +17,7 @@ pytestmark = pytest.mark.unit
 
 async def _stop(transport, task, dialect=None) -> None:  # type: ignore[no-untyped-def]
     """End the session and check every event it sent against the official SDK models."""
-    transport.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
-    session_dialect = dialect or _DIALECTS[id(task)]
-    for event in transport.sent:
-        check_event(event, session_dialect)
+    await stop_session(transport, task, dialect or _DIALECTS[id(task)])
 
 
 _DIALECTS: dict[int, Dialect] = {}

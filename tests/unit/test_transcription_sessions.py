@@ -4,13 +4,13 @@ transcripts arrive, and no response is ever created."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
-from tests.conformance import check_event
-from tests.unit.fakes import FakeTransport, append_event, silence_pcm16, start_session, tone_pcm16
+from tests.unit.fakes import (
+    FakeTransport, append_event, silence_pcm16, start_session, stop_session, tone_pcm16,
+)
 from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.unit
@@ -25,10 +25,7 @@ async def _speak_and_check(tr: FakeTransport, task: Any, dialect: Dialect) -> No
     err = await tr.wait_for("error")
     assert err["error"]["event_id"] == "r1" and "transcription session" in err["error"]["message"]
     assert not any(t.startswith("response.") for t in tr.types())
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
-    for event in tr.sent:
-        check_event(event, dialect)
+    await stop_session(tr, task, dialect)
 
 
 async def test_ga_transcription_type_transcribes_and_never_answers() -> None:
@@ -69,5 +66,4 @@ async def test_transcription_session_update_is_beta_only() -> None:
     tr.push({"type": "transcription_session.update", "session": {}})
     err = await tr.wait_for("error")
     assert err["error"]["code"] == "unknown_event_type"
-    tr.inbox.put_nowait(None)
-    await asyncio.wait_for(task, 10)
+    await stop_session(tr, task)
