@@ -6,6 +6,7 @@ stays out of the conversation."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -191,3 +192,57 @@ async def test_voice_live_agent_mode_is_refused_before_the_upgrade(server: Serve
             pass
     assert info.value.response.status_code == 400
     assert b"agent mode" in info.value.response.body
+
+
+async def test_voice_live_response_fields_out_of_the_conversation(server: Server) -> None:
+    """`previous_item_id: "root"`, `append_input_items`, `commit: false` and a per-response
+    output format, through the Voice Live SDK on the real models."""
+    events: list[dict[str, Any]] = []
+    async with _voice_live(server) as conn:
+        async def recv() -> dict[str, Any]:
+            return dict((await conn.recv()).as_dict())
+
+        await _until(recv, {"session.created"}, events, Dialect.VOICE_LIVE)
+        await conn.send({"type": "conversation.item.create", "previous_item_id": "root",
+                         "item": {"type": "message", "role": "system", "content": [
+                             {"type": "input_text", "text": "Answer in one short sentence."}]}})
+        await _until(recv, {"conversation.item.created", "error"}, events, Dialect.VOICE_LIVE)
+        await conn.send({"type": "response.create", "response": {
+            "commit": False, "output_audio_format": "g711_ulaw",
+            "append_input_items": [{"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "Say hello."}]}]}})
+        done = await _until(recv, {"response.done"}, events, Dialect.VOICE_LIVE)
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds, [e for e in events if e["type"] == "error"]
+    created = kinds.index("response.created")
+    # the appended user item joins the conversation first; the answer never does
+    assert kinds.count("conversation.item.created") == 2
+    assert max(i for i, k in enumerate(kinds) if k == "conversation.item.created") < created
+    assert done["response"]["status"] == "completed"
+    assert done["response"]["output_audio_format"] == "g711_ulaw"
+    sizes = [len(base64.b64decode(e["delta"])) for e in events
+             if e["type"] == "response.audio.delta"]
+    assert sizes and max(sizes) == 800  # μ-law: one byte per 8 kHz sample, 100 ms deltas
+
+
+async def test_ga_truncation_is_echoed_and_the_answer_still_comes(server: Server) -> None:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(api_key=server.api_key, websocket_base_url=f"{server.ws}/v1")
+    truncation = {"type": "retention_ratio", "retention_ratio": 0.5,
+                  "token_limits": {"post_instructions": 1000}}
+    events: list[dict[str, Any]] = []
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        async def recv() -> dict[str, Any]:
+            return json.loads(await conn.recv_bytes())  # type: ignore[no-any-return]
+
+        await _until(recv, {"session.created"}, events, Dialect.GA)
+        await conn.session.update(session={"type": "realtime", "truncation": truncation,
+                                           "output_modalities": ["text"]})
+        updated = await _until(recv, {"session.updated"}, events, Dialect.GA)
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Say hello."}]})
+        await conn.response.create()
+        done = await _until(recv, {"response.done"}, events, Dialect.GA)
+    assert updated["session"]["truncation"] == truncation
+    assert done["response"]["status"] == "completed" and done["response"]["output"]
