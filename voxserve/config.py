@@ -200,8 +200,54 @@ class SessionOptions(BaseModel):
     # with `default_voice` and the client gets a warning (Voice Live) or sees it in the echo
     strict_voices: bool = False
     model_name: str = "voxserve-default"
+
+
+# Serve's HTTP proxy (uvicorn's ws_max_size) closes a socket whose frame is over 16 MiB before the
+# session sees it: a limit above that could never answer with an error event.
+_PROXY_MAX_FRAME = 16 * 1024 * 1024
+
+
+class LimitsOptions(BaseModel):
+    """What one client may use. Each refusal is an `error` event with a code (or, for the
+    sessions of a full server, an HTTP 503 before the upgrade), never a hang or a dropped socket;
+    every default is far above what a real voice client does."""
+
+    model_config = _STRICT
+    # One client message: base64 audio is 4/3 of its PCM, so 15 MiB is ~4 min of 24 kHz audio.
+    max_message_bytes: int = Field(15 * 1024 * 1024, ge=64 * 1024, le=_PROXY_MAX_FRAME)
+    # JSON nesting, counted before decoding (tool schemas, the deepest real payloads, reach ~24).
+    max_json_depth: int = Field(64, ge=16, le=512)
+    # Client events per second, sustained, with bursts of `event_burst`. A microphone streaming
+    # 10 ms frames sends 100/s; past the rate, messages are refused with `rate_limited`.
+    max_events_per_second: float = Field(250.0, gt=0)
+    event_burst: int = Field(500, ge=1)
+    # Input audio faster than real time: a burst of `audio_burst_seconds` at once (a recorded
+    # clip), then at most `max_audio_speed` seconds of audio per second. VAD, Smart Turn and ASR
+    # cannot keep up with more on CPU, so more would only queue.
+    max_audio_speed: float = Field(4.0, ge=1.0)
+    audio_burst_seconds: float = Field(60.0, ge=1.0)
+    # Audio held in the input buffer (client-decided turns, or one turn that never pauses).
     max_buffer_seconds: float = Field(120.0, gt=1)
+    # Conversation items: past this, the oldest are deleted (`conversation.item.deleted`).
+    max_conversation_items: int = Field(1000, ge=10)
+    # Open sessions per ingress replica and, when set, across all ingress replicas of the
+    # server. A full server answers new sockets with HTTP 503 before the upgrade. The per-replica
+    # limit must stay under the ingress `max_ongoing_requests`, past which Serve would queue
+    # (hang) the handshake instead.
+    max_sessions_per_replica: int = Field(200, ge=1)
+    max_sessions: int | None = Field(None, ge=1)
+    # `session_expired` and a close after this long, whatever the session does.
     max_session_seconds: float = Field(3600.0, gt=10)
+    # Closed with `session_expired` after this long with no client message and no response in
+    # progress; null: never.
+    idle_timeout_seconds: float | None = Field(900.0, gt=1)
+    # Output audio is sent at most this far ahead of the client's real-time playback (modelled:
+    # voxserve/session/playback.py); answers shorter than this go out at once. Serve's proxy
+    # does not pass a slow reader's back-pressure on to the replica (measured: docs/limits.md),
+    # so this is what bounds the audio queued for a client that stopped reading.
+    max_audio_lead_seconds: float = Field(10.0, ge=1.0)
+    # A send to the client blocked this long (a full socket) closes the session with 1008.
+    slow_client_seconds: float = Field(20.0, gt=0)
 
 
 class ReplicaOptions(BaseModel):
@@ -215,10 +261,13 @@ class ReplicaOptions(BaseModel):
     max_ongoing_requests: int = Field(8, ge=1)
     num_cpus: float = Field(0.1, ge=0)
     num_gpus: float = Field(0.0, ge=0)
+    # Requests waiting for a replica before Serve answers 503 (-1: no limit, Serve's default)
+    max_queued_requests: int = Field(-1, ge=-1)
 
     def serve_kwargs(self, service_name: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
             "ray_actor_options": {
                 "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
                 "runtime_env": {"env_vars": {"OTEL_SERVICE_NAME": service_name}},
@@ -270,8 +319,19 @@ class VoxServeOptions(BaseModel):
     tts: TtsOptions = TtsOptions()
     vad: VadOptions = VadOptions()
     session: SessionOptions = SessionOptions()
+    limits: LimitsOptions = LimitsOptions()
     deployments: DeploymentsOptions = DeploymentsOptions()
     tracing: TracingOptions = TracingOptions()
+
+    @model_validator(mode="after")
+    def _sessions_fit_the_ingress(self) -> VoxServeOptions:
+        ongoing = self.deployments.ingress.max_ongoing_requests
+        if self.limits.max_sessions_per_replica >= ongoing:
+            raise ValueError(f"limits.max_sessions_per_replica ({self.limits.max_sessions_per_replica}) "
+                             f"must be below deployments.ingress.max_ongoing_requests ({ongoing}): "
+                             "Serve queues requests past that, and /health, client secrets and "
+                             "a full server's 503 need room")
+        return self
 
 
 API_KEYS_ENV = "VOXSERVE_API_KEYS"

@@ -12,7 +12,7 @@ import numpy as np
 
 from voxserve.languages import LanguageRequest
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript, Word
-from voxserve.config import SessionOptions, VadOptions
+from voxserve.config import LimitsOptions, SessionOptions, VadOptions
 from voxserve.session.session import RealtimeSession
 
 
@@ -176,13 +176,14 @@ class FixedEndOfTurn:
 async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: ignore[no-untyped-def]
                         eot_model: Any = None, observer: Any = None,
                         transcription_only: bool = False,
-                        transcription_models: Sequence[str] | None = None, **overrides: Any):
+                        transcription_models: Sequence[str] | None = None,
+                        limits: LimitsOptions | None = None, **overrides: Any):
     pipeline = pipeline or FakePipeline()
     session_opts, vad_opts = session_options(**overrides)
     session = RealtimeSession(dialect, pipeline, EnergyVad, session_opts, vad_opts,
                               eot_model=eot_model, observer=observer,
                               transcription_only=transcription_only,
-                              transcription_models=transcription_models)
+                              transcription_models=transcription_models, limits=limits)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

@@ -22,10 +22,17 @@ from hypothesis import strategies as st
 from tests.conformance import check_event
 from tests.fuzz import NO_PARAM, cases, error_problems, examples
 from tests.unit.fakes import FakePipeline, FakeTransport, append_event, start_session, tone_pcm16
+from voxserve.config import LimitsOptions
 from voxserve.protocol.dialects import Dialect
 from voxserve.session.session import RealtimeSession
 
 pytestmark = pytest.mark.unit
+
+# The fuzz sends faster than any client may (hundreds of frames, minutes of audio, in a
+# moment); the rate limits have their own tests (test_limits.py), here they would only hide
+# the frames' answers behind one coalesced `rate_limited` notice.
+UNLIMITED = LimitsOptions(max_events_per_second=1e9, event_burst=10**9, max_audio_speed=1e9,
+                          audio_burst_seconds=1e9)
 
 
 class Live:
@@ -89,8 +96,9 @@ async def _completes_a_turn(live: Live, spoken: bool) -> None:
 async def _scenario(data: st.DataObject, dialect: Dialect, steps: int) -> int:
     """Returns how many frames were sent."""
     pipe = FakePipeline(token_delay=0.001)
-    session, tr, _, task = await start_session(dialect, pipe)
-    other_session, other_tr, _, other_task = await start_session(dialect, FakePipeline())
+    session, tr, _, task = await start_session(dialect, pipe, limits=UNLIMITED)
+    other_session, other_tr, _, other_task = await start_session(dialect, FakePipeline(),
+                                                                 limits=UNLIMITED)
     live, other = Live(dialect, session, tr, task), Live(dialect, other_session, other_tr,
                                                          other_task)
     sent = 0

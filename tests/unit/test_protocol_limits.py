@@ -90,7 +90,7 @@ def test_nan_and_infinity_literals_are_not_json(literal: str) -> None:
 
 def test_oversized_frames_are_refused_unread() -> None:
     err = parse_error(" " * (ce.MAX_FRAME_BYTES + 1))
-    assert err.code == ErrorCode.AUDIO_TOO_LARGE
+    assert err.code == ErrorCode.MESSAGE_TOO_LARGE
 
 
 def test_objects_with_too_many_fields_are_refused_while_decoding() -> None:

@@ -35,6 +35,10 @@ class AudioFormat:
             pcm = g711.alaw_decode(data)
         return pcm.astype(np.float32) / 32768.0
 
+    def seconds(self, nbytes: int) -> float:
+        """How much audio `nbytes` of this format hold."""
+        return nbytes / ((2 if self.encoding == "pcm16" else 1) * self.rate)
+
     def encode(self, samples: np.ndarray) -> bytes:
         """float32 samples at `self.rate` -> wire bytes."""
         pcm = to_pcm16(samples)

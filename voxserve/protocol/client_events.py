@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -142,9 +143,21 @@ _TYPES: dict[str, type[_ClientEvent]] = {
 CLIENT_EVENT_TYPES: frozenset[str] = frozenset(_TYPES)
 VOICE_LIVE_ONLY: frozenset[str] = frozenset(k for k, m in _TYPES.items() if m.voice_live_only)
 
-# Largest text frame accepted. 15 MiB of base64 is ~80 s of 24 kHz PCM16: far more than any
-# sane append, small enough that one message cannot exhaust the ingress's memory.
+# Largest text frame accepted by default (`limits.max_message_bytes`). 15 MiB of base64 is ~4 min
+# of 24 kHz PCM16: far more than any sane append, small enough that one message cannot exhaust
+# the ingress's memory.
 MAX_FRAME_BYTES = 15 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What one frame may be before it is decoded (the options' `limits` section)."""
+
+    max_bytes: int = MAX_FRAME_BYTES
+    max_depth: int = MAX_DEPTH
+
+
+DEFAULT_FRAME_LIMITS = FrameLimits()
 
 
 class ParsedError(ProtocolError):
@@ -155,11 +168,12 @@ class ParsedError(ProtocolError):
         self.event_id = event_id
 
 
-def parse_client_event(text: str | bytes) -> ClientEvent:
+def parse_client_event(text: str | bytes,
+                       limits: FrameLimits = DEFAULT_FRAME_LIMITS) -> ClientEvent:
     """One WebSocket frame -> a typed client event, or `ParsedError`; no other exception."""
     try:
         with no_stray_exceptions("the message", ErrorCode.INVALID_JSON):
-            raw = _decode(text)
+            raw = _decode(text, limits)
     except ProtocolError as err:
         raise ParsedError(err, None) from None
     event_id = raw.get("event_id")
@@ -197,17 +211,17 @@ def _validate(raw: dict[str, Any]) -> ClientEvent:
 # --- decoding: everything bounded before and while json.loads runs ---------------------------
 
 
-def _decode(text: str | bytes) -> dict[str, Any]:
-    if len(text) > MAX_FRAME_BYTES:
-        raise ProtocolError(ErrorCode.AUDIO_TOO_LARGE, f"message of {len(text)} bytes exceeds the "
-                            f"{MAX_FRAME_BYTES}-byte limit")
+def _decode(text: str | bytes, limits: FrameLimits) -> dict[str, Any]:
+    if len(text) > limits.max_bytes:
+        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"message of {len(text)} bytes exceeds "
+                            f"the {limits.max_bytes}-byte limit (limits.max_message_bytes)")
     if not isinstance(text, str):
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid UTF-8 (byte "
                                 f"{exc.start}: {exc.reason})") from None
-    _check_depth(text)
+    _check_depth(text, limits.max_depth)
     _check_surrogates(text)
     try:
         raw = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant,
@@ -227,14 +241,14 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _CHUNK = 1 << 20
 
 
-def _check_depth(text: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH: CPython's decoder recurses once per level and a
+def _check_depth(text: str, max_depth: int) -> None:
+    """Refuse nesting deeper than `max_depth`: CPython's decoder recurses once per level and a
     5000-deep array would raise RecursionError (or worse, deep in pydantic or json.dumps).
 
     Strings are cut out (a bracket in an instruction is not nesting), the remaining brackets
     become +1 / -1 and their running sum is the depth. numpy keeps a 15 MiB frame of brackets
     at ~0.1 s, a twentieth of what json.loads spends on it; a loop in Python took 1.5 s."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
+    if text.count("[") + text.count("{") <= max_depth:
         return  # it cannot nest deeper than it has brackets: audio appends end here
     brackets = _STRING.sub("", text).encode("utf-8", "surrogatepass").translate(
         _OPENERS, _NOT_BRACKETS)
@@ -242,9 +256,9 @@ def _check_depth(text: str) -> None:
     for start in range(0, len(brackets), _CHUNK):
         chunk = np.frombuffer(brackets, np.uint8, min(_CHUNK, len(brackets) - start), start)
         levels = depth + np.cumsum(np.where(chunk == ord("["), 1, -1))
-        if levels.max() > MAX_DEPTH:
-            raise ProtocolError(ErrorCode.INVALID_JSON,
-                                f"message nests deeper than {MAX_DEPTH} levels")
+        if levels.max() > max_depth:
+            raise ProtocolError(ErrorCode.INVALID_JSON, f"message nests deeper than {max_depth} "
+                                "levels (limits.max_json_depth)")
         depth = int(levels[-1])
 
 

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     ITEM_NOT_FOUND = "item_not_found"
     TRUNCATE_INVALID_AUDIO_END = "item_truncate_invalid_audio_end_ms"
     AUDIO_TOO_LARGE = "audio_too_large"
+    MESSAGE_TOO_LARGE = "message_too_large"
     SESSION_EXPIRED = "session_expired"
     RATE_LIMITED = "rate_limited"
     MODEL_UNAVAILABLE = "model_unavailable"

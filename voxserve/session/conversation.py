@@ -9,14 +9,16 @@ future the response awaits.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from voxserve.models.base import Word
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.items import Item
+from voxserve.protocol.server_events import ItemDeletedEvent, ServerEvent
 
-MAX_ITEMS = 1000  # oldest items are dropped past this, to bound a long session's memory
+MAX_ITEMS = 1000  # default `limits.max_conversation_items`
 
 
 @dataclass
@@ -35,7 +37,11 @@ CONVERSATION_ID = "conv_default"  # a session holds one conversation
 
 
 class Conversation:
-    def __init__(self) -> None:
+    def __init__(self, max_items: int = MAX_ITEMS) -> None:
+        # past this the oldest items are deleted, to bound a long session's memory; the client
+        # is told (`announce_evictions`), so its copy of the conversation stays the same
+        self._max_items = max_items
+        self._evicted: list[str] = []
         self._items: list[Item] = []
         self.transcripts: dict[str, asyncio.Future[str]] = {}
         self.spoken: dict[str, SpokenAudio] = {}
@@ -71,9 +77,16 @@ class Conversation:
             index = len(self._items)
         before = self._items[index - 1].id if index > 0 else None
         self._items.insert(index, item)
-        while len(self._items) > MAX_ITEMS:
+        while len(self._items) > self._max_items:
+            self._evicted.append(self._items[0].id)
             self.forget(self._items[0].id)
         return before
+
+    async def announce_evictions(self, send: Callable[[ServerEvent], Awaitable[None]]) -> None:
+        """`conversation.item.deleted` for each item the limit removed since the last call."""
+        evicted, self._evicted = self._evicted, []
+        for item_id in evicted:
+            await send(ItemDeletedEvent(item_id=item_id))
 
     def delete(self, item_id: str) -> None:
         self.get(item_id)

@@ -27,6 +27,7 @@ from voxserve.protocol.server_events import (
 from voxserve.protocol.session_config import SessionConfig, UpdateResult, VoiceTable, apply_update
 from voxserve.session.conversation import Conversation
 from voxserve.session.input_buffer import to_session_rate
+from voxserve.session.limits import InputLimits
 from voxserve.session.listener import Listener
 from voxserve.session.responder import Responder
 from voxserve.session.response import ResponseOptions
@@ -47,6 +48,7 @@ class SessionContext(Protocol):
     turns: TurnTaking
     responder: Responder
     transcriber: Transcriber
+    input_limits: InputLimits
 
     @property
     def config(self) -> SessionConfig: ...
@@ -143,7 +145,17 @@ async def transcription_session_update(ctx: SessionContext,
 @router.handles(ce.InputAudioBufferAppendEvent)
 async def input_audio_buffer_append(ctx: SessionContext,
                                     ev: ce.InputAudioBufferAppendEvent) -> None:
-    await ctx.listener.append(_audio(ev.audio), ctx.config.input_format)
+    await _append(ctx, ev.audio)
+
+
+async def _append(ctx: SessionContext, b64: str) -> None:
+    """Input audio, within the session's audio rate limit (voxserve/session/limits.py)."""
+    data = _audio(b64)
+    verdict = ctx.input_limits.admit_audio(ctx.config.input_format.seconds(len(data)))
+    if verdict.notice is not None:
+        raise verdict.notice
+    if verdict.admitted:
+        await ctx.listener.append(data, ctx.config.input_format)
 
 
 @router.handles(ce.InputAudioBufferCommitEvent)
@@ -170,7 +182,7 @@ async def input_audio_turn_start(ctx: SessionContext, ev: ce.InputAudioTurnStart
 @router.handles(ce.InputAudioTurnAppendEvent)
 async def input_audio_turn_append(ctx: SessionContext, ev: ce.InputAudioTurnAppendEvent) -> None:
     ctx.listener.check_client_turn(ev.turn_id)
-    await ctx.listener.append(_audio(ev.audio), ctx.config.input_format)
+    await _append(ctx, ev.audio)
 
 
 @router.handles(ce.InputAudioTurnEndEvent)
@@ -242,6 +254,7 @@ async def conversation_item_truncate(ctx: SessionContext,
                             f"({duration:.0f} ms)", "audio_end_ms")
     if spoken is not None:
         item.content[ev.content_index].transcript = spoken.text_until(ev.audio_end_ms)
+    ctx.responder.playback.flush()  # the client stopped playing where it truncated
     await ctx.send(ItemTruncatedEvent(item_id=item.id, content_index=ev.content_index,
                                       audio_end_ms=ev.audio_end_ms))
 
@@ -250,6 +263,7 @@ async def _add_item(ctx: SessionContext, item: Item, previous_item_id: str | Non
     previous = ctx.conversation.add(item, previous_item_id)
     await ctx.send(ItemAddedEvent(previous_item_id=previous, item=item))
     await ctx.send(ItemDoneEvent(previous_item_id=previous, item=item))
+    await ctx.conversation.announce_evictions(ctx.send)
 
 
 # ---- responses ---------------------------------------------------------------------------------
@@ -321,4 +335,5 @@ async def output_audio_buffer_clear(ctx: SessionContext,
     active = ctx.responder.active
     response_id = active.id if active is not None else ctx.responder.last_response_id
     await ctx.turns.cancel_response("client_cancelled")
+    ctx.responder.playback.flush()
     await ctx.send(OutputAudioBufferClearedEvent(response_id=response_id))

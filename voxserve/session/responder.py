@@ -23,6 +23,7 @@ from voxserve.protocol.session_models import TruncationConfig
 from voxserve.session.conversation import Conversation
 from voxserve.session.observer import SessionObserver
 from voxserve.session.pipeline import Pipeline
+from voxserve.session.playback import Playback
 from voxserve.session.response import CancelReason, Response, ResponseOptions
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.turn import Turn
@@ -74,7 +75,8 @@ class Responder:
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
                  observer: SessionObserver, config: Callable[[], SessionConfig],
                  system_prompt: Callable[[], str], on_started: Callable[[], None],
-                 on_quiet: Callable[[], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 on_quiet: Callable[[], None], playback: Playback,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._session_id = session_id
         self._conversation = conversation
         self._pipeline = pipeline
@@ -86,6 +88,7 @@ class Responder:
         self._on_started = on_started
         self._on_quiet = on_quiet
         self._clock = clock
+        self.playback = playback
         self._active: tuple[Response, asyncio.Task[None]] | None = None
         self.last_response_id: str | None = None
         self.audio_produced = False  # the voice is locked once the session has spoken
@@ -101,7 +104,8 @@ class Responder:
                                     f"response {self._active[0].id} is still in progress")
             await self.cancel("client_cancelled")
         response = Response(options, self._conversation, self._pipeline, self._send,
-                            self._system_prompt(), on_audio=self._mark_audio, turn=turn)
+                            self._system_prompt(), on_audio=self._mark_audio, turn=turn,
+                            pace=self.playback.pace)
         with turn.current():
             task = self._tasks.start(self._run(response))
         self._active = (response, task)
@@ -116,6 +120,7 @@ class Responder:
         response, task = self._active
         self._active = None
         if reason == "turn_detected":
+            self.playback.flush()  # the client stops playing on `speech_started`
             self._observer.barge_in()
             log.info("barge_in session=%s response=%s", self._session_id, response.id)
         response.mark_cancelled(reason)

@@ -92,7 +92,8 @@ class _MessageOutput:
 class Response:
     def __init__(self, options: ResponseOptions, conversation: Conversation, pipeline: Pipeline,
                  send: Callable[[ServerEvent], Awaitable[None]], system_prompt: str,
-                 on_audio: Callable[[], None] | None = None, turn: Turn | None = None) -> None:
+                 on_audio: Callable[[], None] | None = None, turn: Turn | None = None,
+                 pace: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.id = new_id("resp")
         self.turn = turn or Turn(speech_end=time.monotonic())
         self.status: ResponseStatus = "in_progress"
@@ -105,6 +106,7 @@ class Response:
         self._emit = Outlet(send)
         self._system_prompt = system_prompt
         self._on_audio = on_audio
+        self._pace = pace  # waits while the client's playback is too far behind (playback.py)
         self._cancel_reason: CancelReason | None = None
         self._output: list[Item] = []
         self._message: _MessageOutput | None = None
@@ -311,6 +313,7 @@ class Response:
             previous = self._conversation.last_id
             self._conversation.add(item)
             await self._emit(ItemAddedEvent(previous_item_id=previous, item=item))
+            await self._conversation.announce_evictions(self._emit)
         return index
 
     async def _open_message(self) -> _MessageOutput:
@@ -360,6 +363,8 @@ class Response:
         step = fmt.rate * AUDIO_DELTA_MS // 1000
         for start in range(0, out.size, step):
             piece = out[start:start + step]
+            if self._pace is not None:
+                await self._pace(piece.size / fmt.rate)
             await self._emit(AudioDeltaEvent(**self._part_ref(message),
                                               delta=b64encode(fmt.encode(piece))))
             message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate

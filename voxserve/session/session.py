@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Protocol
 
-from voxserve.config import SessionOptions, VadOptions
+from voxserve.config import LimitsOptions, SessionOptions, VadOptions
 from voxserve.models.base import EndOfTurnModel, VadModel
 from voxserve.protocol import client_events as ce
 from voxserve.protocol.dialects import Dialect
@@ -29,9 +29,11 @@ from voxserve.protocol.server_events import (
 from voxserve.protocol.session_config import SessionConfig, VoiceTable
 from voxserve.session.conversation import CONVERSATION_ID, Conversation
 from voxserve.session.handlers import router
+from voxserve.session.limits import InputLimits
 from voxserve.session.listener import Heard, Listener, threaded
 from voxserve.session.observer import NullObserver, SessionObserver
 from voxserve.session.pipeline import Pipeline
+from voxserve.session.playback import Playback
 from voxserve.session.responder import Responder, response_options
 from voxserve.session.response import ResponseOptions
 from voxserve.session.tasks import TaskOwner
@@ -45,6 +47,14 @@ log = logging.getLogger("voxserve.session")
 # Server events queued for a slow reader before `send` waits: ~10 s of 100 ms audio deltas
 # plus their transcript and bookkeeping events.
 OUTBOX_SIZE = 512
+
+
+class SlowClient(Exception):
+    """A send to the client blocked for `limits.slow_client_seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"client is not reading: a send blocked for {seconds:g} s "
+                         "(limits.slow_client_seconds)")
 
 
 class Transport(Protocol):
@@ -62,11 +72,15 @@ class RealtimeSession:
                  model_names: dict[str, str] | None = None, transcription_only: bool = False,
                  transcription_models: Collection[str] | None = None,
                  initial_config: SessionConfig | None = None,
+                 limits: LimitsOptions | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
         self.observer: SessionObserver = observer or NullObserver()
         self._options = session
+        self._limits = limits = limits or LimitsOptions()
+        self._frame_limits = ce.FrameLimits(limits.max_message_bytes, limits.max_json_depth)
+        self.input_limits = InputLimits(limits, clock)
         self._pipeline = pipeline
         self._clock = clock
         self._turn_attributes = {f"voxserve.{k}_model": v for k, v in (model_names or {}).items()}
@@ -81,8 +95,9 @@ class RealtimeSession:
         # `initial_config` is a client secret's scope (voxserve/client_secrets.py): its model
         # stays the session's whatever a session.update names
         self._pinned_model = initial_config.model if initial_config else None
-        self.expires_at = int(time.time() + session.max_session_seconds)
-        self.conversation = Conversation()
+        self.expires_at = int(time.time() + limits.max_session_seconds)
+        self._last_heard = time.monotonic()  # the last client message (the idle timeout)
+        self.conversation = Conversation(limits.max_conversation_items)
         self._span: Any = None  # the session's span; each turn's trace links to it
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_SIZE)
         self._tg: asyncio.TaskGroup | None = None
@@ -94,7 +109,7 @@ class RealtimeSession:
         self.transcriber = Transcriber(pipeline, self.conversation, self.send,
                                        TaskOwner(self._spawn), config, self.id, clock)
         self.listener = Listener(
-            vad_factory=vad_factory, vad=vad, max_buffer_seconds=session.max_buffer_seconds,
+            vad_factory=vad_factory, vad=vad, max_buffer_seconds=limits.max_buffer_seconds,
             decode=self.transcriber.decode, audio_p=threaded(eot_model),
             tasks=TaskOwner(self._spawn), begin_turn=self._begin_turn, on_heard=self._on_heard,
             session_id=self.id, clock=clock)
@@ -102,7 +117,8 @@ class RealtimeSession:
             session_id=self.id, conversation=self.conversation, pipeline=pipeline, send=self.send,
             tasks=TaskOwner(self._spawn), observer=self.observer, config=config,
             system_prompt=self._system_prompt, on_started=self.listener.stop_idle_clock,
-            on_quiet=self.listener.start_idle_clock, clock=clock)
+            on_quiet=self.listener.start_idle_clock,
+            playback=Playback(limits.max_audio_lead_seconds), clock=clock)
         self.turns = TurnTaking(
             session_id=self.id, vad=vad, listener=self.listener, responder=self.responder,
             transcriber=self.transcriber, conversation=self.conversation, send=self.send,
@@ -151,6 +167,14 @@ class RealtimeSession:
                  self._config.model)
         try:
             await self._serve(transport)
+        except* SlowClient as group:
+            reason = str(group.exceptions[0])
+            log.warning("session.slow_client session=%s: %s", self.id, reason)
+            self.observer.error("slow_client")
+            try:  # the socket is full, so the close frame may not get through either
+                await asyncio.wait_for(transport.close(1008, reason[:120]), 5.0)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                pass
         finally:
             self.observer.session_closed(self.dialect.value)
             self._span.end()
@@ -177,13 +201,19 @@ class RealtimeSession:
                     self._outbox.put_nowait(None)  # the writer drains what is queued, then ends
 
     async def handle_message(self, message: str | bytes) -> None:
+        self._last_heard = time.monotonic()
+        verdict = self.input_limits.admit_event()
+        if not verdict.admitted:
+            if verdict.notice is not None:
+                await self.send_error(verdict.notice)
+            return
         if isinstance(message, bytes):
             await self.send_error(ProtocolError(
                 ErrorCode.INVALID_JSON, "binary frames are not part of the protocol; send JSON "
                 "text frames with base64 audio"))
             return
         try:
-            event = ce.parse_client_event(message)
+            event = ce.parse_client_event(message, self._frame_limits)
         except ce.ParsedError as err:
             await self.send_error(err, err.event_id)
             return
@@ -214,14 +244,38 @@ class RealtimeSession:
 
     async def _writer(self, transport: Transport) -> None:
         while (text := await self._outbox.get()) is not None:
-            await transport.send(text)
+            try:
+                async with asyncio.timeout(self._limits.slow_client_seconds):
+                    await transport.send(text)
+            except TimeoutError:
+                # The socket stayed full: the client stopped reading. Ending the session here
+                # (the task group cancels the rest) bounds what waits for it to the outbox.
+                self._closed = True
+                raise SlowClient(self._limits.slow_client_seconds) from None
 
     async def _expire(self, transport: Transport) -> None:
-        await asyncio.sleep(max(0.0, self.expires_at - time.time()))
-        await self.send_error(ProtocolError(ErrorCode.SESSION_EXPIRED,
-                                             "the session reached its maximum duration"))
+        reason = await self._until_expired()
+        await self.send_error(ProtocolError(ErrorCode.SESSION_EXPIRED, reason))
         await asyncio.sleep(0.5)  # let the writer flush the error before the close frame
         await transport.close(1000, "session expired")
+
+    async def _until_expired(self) -> str:
+        """Sleeps until the session's maximum duration or its idle timeout; says which."""
+        idle = self._limits.idle_timeout_seconds
+        while True:
+            left = self.expires_at - time.time()
+            if left <= 0:
+                return (f"the session reached its maximum duration of "
+                        f"{self._limits.max_session_seconds:g} s (limits.max_session_seconds)")
+            if idle is not None:
+                if self.responder.active is not None:
+                    self._last_heard = time.monotonic()  # an answer in progress is not idle
+                quiet_left = self._last_heard + idle - time.monotonic()
+                if quiet_left <= 0:
+                    return (f"no client message for {idle:g} s (limits.idle_timeout_seconds); "
+                            "the session is closed")
+                left = min(left, quiet_left)
+            await asyncio.sleep(left)
 
     async def _shutdown(self) -> None:
         # The client is gone: nothing more is queued for it (a close-out written to a dead

@@ -190,6 +190,7 @@ class TurnTaking:
         await self._send(CommittedEvent(previous_item_id=previous, item_id=item_id))
         await self._send(ItemAddedEvent(previous_item_id=previous, item=item))
         await self._send(ItemDoneEvent(previous_item_id=previous, item=item))
+        await self._conversation.announce_evictions(self._send)
         if silent:
             item.content[0].transcript = ""
         else:
