@@ -25,8 +25,10 @@ from voxserve.auth import (
     parse_subprotocols, presented_credential, verify_token,
 )
 from voxserve.config import VoxServeOptions
-from voxserve.protocol.dialects import pick_dialect
+from voxserve.protocol.dialects import Dialect, pick_dialect
+from voxserve.protocol.session_config import SessionConfig
 from voxserve.session.session import RealtimeSession
+from voxserve.deployments.admission import Admission
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.deployments.metrics import RayMetricsObserver
 from voxserve.deployments.serve_pipeline import ServePipeline
@@ -99,6 +101,7 @@ class IngressDeployment:
                              "tts": self._options.tts.engine}
         self._observer = RayMetricsObserver()
         self._sessions: dict[str, RealtimeSession] = {}
+        self._admission = Admission(self._options.limits)
 
     def _admit(self, headers: Mapping[str, str], query: Mapping[str, str],
                subprotocols: Sequence[str], *, secrets_ok: bool = True) -> _Grant | _Refusal:
@@ -170,11 +173,17 @@ class IngressDeployment:
         return JSONResponse({"status": "ok" if ok else "unavailable", "deployments": results,
                              "sessions": len(self._sessions)}, status_code=200 if ok else 503)
 
+    async def _session_counts(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {"sessions": len(self._sessions)}
+        if (total := await self._admission.server_sessions()) is not None:
+            counts["server_sessions"] = total  # every ingress replica's (limits.max_sessions)
+        return counts
+
     @app.get("/stats")
     async def stats(self) -> JSONResponse:
         """Per-stage counters (completed / cancelled work) from every model deployment."""
         infos = await asyncio.gather(*(h.info.remote() for h in self._handles.values()))
-        return JSONResponse({"sessions": len(self._sessions),
+        return JSONResponse({**await self._session_counts(),
                              "deployments": dict(zip(self._handles, infos, strict=True)),
                              "recent_barge_ins": list(self._observer.recent_barge_ins)})
 
@@ -265,6 +274,18 @@ class IngressDeployment:
             except ValueError as exc:  # valid when minted; the options changed since
                 await self._deny(ws, 400, f"the client secret's session is refused: {exc}")
                 return
+        if (busy := await self._admission.enter()) is not None:
+            log.warning("refused WebSocket from %s: 503 %s", ws.client, busy[:80])
+            await self._deny(ws, 503, busy)
+            return
+        try:
+            await self._run_session(ws, offered, dialect, model, transcription_only, initial)
+        finally:
+            await self._admission.leave()
+
+    async def _run_session(self, ws: WebSocket, offered: list[str], dialect: Dialect,
+                           model: str | None, transcription_only: bool,
+                           initial: SessionConfig | None) -> None:
         await ws.accept(subprotocol=chosen_subprotocol(offered))
         session = RealtimeSession(dialect, self._pipeline, self._vad_factory,
                                   self._options.session, self._options.vad, model=model,
@@ -272,7 +293,7 @@ class IngressDeployment:
                                   model_names=self._model_names,
                                   transcription_models=self._options.asr.transcription_models,
                                   transcription_only=transcription_only,
-                                  initial_config=initial)
+                                  initial_config=initial, limits=self._options.limits)
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

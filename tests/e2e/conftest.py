@@ -27,6 +27,9 @@ API_KEY = "test-key-123"
 # Browsers on this page may connect; other Origins are refused (tests/e2e/test_auth.py). Clients
 # that send no Origin (every other test) are not affected.
 ALLOWED_ORIGIN = "https://app.voxserve.test"
+# A server-wide session limit, so the full-server test can fill it (tests/e2e/test_limits.py);
+# no other test holds more than a few sessions at once.
+MAX_SESSIONS = 12
 STARTUP_TIMEOUT_S = 900  # first start assembles 500 MB of weights on a busy 2-core box
 
 
@@ -74,6 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # greedy answer was checked (tests/long_answer.py) instead of hoping a sample runs long.
     config.write_text(f"server:\n  api_keys: [{API_KEY}]\n  metrics_port: {metrics_port}\n"
                       f"  allowed_origins: ['{ALLOWED_ORIGIN}']\n"
+                      f"limits:\n  max_sessions: {MAX_SESSIONS}\n"
                       "llm:\n  seed: 1234\n  temperature: 0.0\n")
     log = root / "server.log"
     port = _free_port()
