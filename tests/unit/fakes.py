@@ -28,6 +28,16 @@ class EnergyVad:
         return 1.0 if float(np.sqrt(np.mean(window_16k ** 2))) > 0.02 else 0.0
 
 
+class Clock:
+    """A clock the test moves by hand (`clock.now += 1.0`)."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakePipeline:
     def __init__(self, tokens: Sequence[str] = ("Hello ", "there, ", "nice ", "to ", "meet ", "you."),
                  token_delay: float = 0.0, transcript: str = "hi there",

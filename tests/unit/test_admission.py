@@ -7,18 +7,11 @@ import asyncio
 
 import pytest
 
+from tests.unit.fakes import Clock
 from voxserve.config import LimitsOptions
 from voxserve.deployments.admission import STALE_S, Admission, SessionBook
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class BookLedger:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.unit.fakes import (
-    FakePipeline, FakeTransport, append_event, start_session, stop_session, tone_pcm16,
+    Clock, FakePipeline, FakeTransport, append_event, start_session, stop_session, tone_pcm16,
 )
 from voxserve.config import LimitsOptions, VoxServeOptions
 from voxserve.protocol.dialects import Dialect
@@ -19,14 +19,6 @@ from voxserve.session.limits import InputLimits, Refusals, TokenBucket
 from voxserve.session.playback import Playback
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def errors(transport: FakeTransport, code: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from tests.unit.fakes import EnergyVad, silence_pcm16, tone_pcm16
+from tests.unit.fakes import Clock, EnergyVad, silence_pcm16, tone_pcm16
 from voxserve.audio.formats import AudioFormat
 from voxserve.config import VadOptions
 from voxserve.models.base import Transcript
@@ -27,14 +27,6 @@ from voxserve.session.turn import Turn
 pytestmark = pytest.mark.unit
 
 PCM = AudioFormat()  # pcm16 at 24 kHz, as the wire default
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ScriptedSignals:

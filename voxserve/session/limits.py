@@ -78,28 +78,23 @@ class InputLimits:
         self.audio_refused = Refusals(clock)
 
     def admit_event(self) -> Verdict:
-        if self._events.take():
-            return ADMITTED
-        count = self.events_refused.refused()
-        if count is None:
-            return Verdict(False)
-        return Verdict(False, ProtocolError(
-            ErrorCode.RATE_LIMITED,
+        return _admit(self._events, 1.0, self.events_refused, lambda refused: (
             f"more than {self._limits.max_events_per_second:g} client events per second "
-            f"(limits.max_events_per_second): {_messages(count)} refused unread; slow down"))
+            f"(limits.max_events_per_second): {refused} refused unread; slow down"), None)
 
     def admit_audio(self, seconds: float) -> Verdict:
-        if self._audio.take(seconds):
-            return ADMITTED
-        count = self.audio_refused.refused()
-        if count is None:
-            return Verdict(False)
-        return Verdict(False, ProtocolError(
-            ErrorCode.RATE_LIMITED,
+        return _admit(self._audio, seconds, self.audio_refused, lambda refused: (
             f"input audio faster than {self._limits.max_audio_speed:g}x real time "
             f"(limits.max_audio_speed, after a {self._limits.audio_burst_seconds:g} s burst): "
-            f"{_messages(count)} of audio refused; send it at the pace it is captured", "audio"))
+            f"{refused} of audio refused; send it at the pace it is captured"), "audio")
 
 
-def _messages(count: int) -> str:
-    return "1 message" if count == 1 else f"{count} messages"
+def _admit(bucket: TokenBucket, amount: float, refusals: Refusals,
+           message: Callable[[str], str], param: str | None) -> Verdict:
+    if bucket.take(amount):
+        return ADMITTED
+    count = refusals.refused()
+    if count is None:
+        return Verdict(False)
+    refused = "1 message" if count == 1 else f"{count} messages"
+    return Verdict(False, ProtocolError(ErrorCode.RATE_LIMITED, message(refused), param))
