@@ -45,7 +45,7 @@ import websockets
 
 from voxserve import process_stats
 from voxserve.bench import soak_report
-from voxserve.bench.interruptions import LONG_INSTRUCTIONS, LONG_PROMPT
+from voxserve.bench.interruptions import LONG_INSTRUCTIONS
 from voxserve.bench.load import (
     CONNECT_ERRORS,
     TAIL_SILENCE_S,
@@ -70,6 +70,12 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLIPS = sorted((REPO / "tests" / "data").glob("*.wav"))
 GOLDEN = (5 ** 0.5 - 1) / 2  # successive fractional parts of n * GOLDEN spread evenly over [0, 1)
 INTERRUPTION_S = 2.5  # the interrupting speech: the first 2.5 s of a clip, as bench.interruptions
+
+# A long answer by construction: cold, the greedy model answers the counting prompt in a line;
+# after this example it counts to forty (~20 s of speech; checked in tests/long_answer.py).
+LONG_ANSWER_CONTEXT = (("user", "input_text", "Count from one to five, saying every number in words."),
+                       ("assistant", "output_text", "One, two, three, four, five."),
+                       ("user", "input_text", "Count from one to forty, saying every number in words."))
 
 # Ray's own processes, by the start of their command line (executable and script: later
 # arguments name other processes' sockets); the replicas report themselves through /stats.
@@ -119,6 +125,10 @@ def ray_processes(port: int | None = None) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
+def _message(role: str, kind: str, text: str) -> dict[str, Any]:
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
 def _stats(http: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{http}/stats", timeout=30) as r:
         return json.loads(r.read())  # type: ignore[no-any-return]
@@ -134,8 +144,7 @@ async def barge_in_turn(conn: Conn, clips: list[Clip], rng: random.Random, recor
     which the server had sent whole before the user spoke (output is not paced)."""
     await conn.send(ResponseCreateEvent(type="response.create", response={
         "instructions": LONG_INSTRUCTIONS, "tool_choice": "none",
-        "input": [{"type": "message", "role": "user",
-                   "content": [{"type": "input_text", "text": LONG_PROMPT}]}]}))
+        "input": [_message(role, kind, text) for role, kind, text in LONG_ANSWER_CONTEXT]}))
     other = rng.choice(clips)
     record.clip = other.name
     answer = Answer()
