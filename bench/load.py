@@ -6,6 +6,8 @@ the answer's leading silence, the end-of-turn delay (speech end -> `committed`),
 latency (interrupting speech onset -> the cancelled `response.done`), errors by code and
 timeouts; plus the server's own stage breakdown from the `voxserve.response.timing` extension.
 Everything is bounded: sessions, turns and a wall-clock deadline; nothing runs unbounded.
+`connect`, `speech_turn` and `tool_turn` are public so the soak (`bench/soak.py`) runs the same
+turns.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class TurnRecord:
     leading_silence_ms: float | None = None
     end_of_turn_ms: float | None = None
     barge_in_stop_ms: float | None = None
+    tool_calls: int = 0  # function calls the model made and the client answered
     server: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -96,11 +99,12 @@ class LoadSpec:
     think_s: float = 1.0  # mean think time between turns (exponential)
     barge_share: float = 0.0
     tool_share: float = 0.0
+    tool_choice: str | None = None  # response.create's for tool turns ("required" forces a call)
     turn_timeout_s: float = 120.0
     seed: int = 0
 
 
-class _Conn:
+class Conn:
     """One socket with a reader task, so events carry their arrival times."""
 
     def __init__(self, ws: Any) -> None:
@@ -126,7 +130,7 @@ class _Conn:
         await self.ws.close()
 
 
-class _Answer:
+class Answer:
     """Follows one response's events: first delta, first audible audio, leading silence."""
 
     def __init__(self) -> None:
@@ -152,25 +156,40 @@ class _Answer:
             self.done = ev
 
 
-async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
-                      records: list[TurnRecord], deadline: float,
-                      on_turn: Callable[[], None] = lambda: None) -> None:
-    rng = random.Random(f"{spec.seed}-{index}")
+CONNECT_ERRORS = (TimeoutError, OSError, websockets.InvalidStatus)
+
+
+async def connect(spec: LoadSpec) -> Conn:
+    """A configured session: server VAD, transcription, the timing extension, and the tool
+    when the spec has tool turns. Raises one of CONNECT_ERRORS when the socket does not open, or
+    `websockets.ConnectionClosed` when it closes at once."""
     headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
-    try:
-        ws = await websockets.connect(spec.url, additional_headers=headers, max_size=None,
-                                      open_timeout=60)
-    except (TimeoutError, OSError, websockets.InvalidStatus) as exc:
-        records.append(TurnRecord(spec.config, level, index, 0, "connect", status="error",
-                                  errors=[f"connect: {type(exc).__name__}"]))
-        return
-    conn = _Conn(ws)
+    ws = await websockets.connect(spec.url, additional_headers=headers, max_size=None,
+                                  open_timeout=60)
+    conn = Conn(ws)
     try:
         await conn.send(SessionUpdateEvent(type="session.update", session={
             "type": "realtime", "voxserve": {"response_timing": True},
             "tools": [TOOL] if spec.tool_share > 0 else [],
             "audio": {"input": {"transcription": {"model": "whisper-1"},
                                 "turn_detection": {"type": "server_vad"}}}}))
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
+                      records: list[TurnRecord], deadline: float,
+                      on_turn: Callable[[], None] = lambda: None) -> None:
+    rng = random.Random(f"{spec.seed}-{index}")
+    try:
+        conn = await connect(spec)
+    except (*CONNECT_ERRORS, websockets.ConnectionClosed) as exc:
+        records.append(TurnRecord(spec.config, level, index, 0, "connect", status="error",
+                                  errors=[f"connect: {type(exc).__name__}"]))
+        return
+    try:
         for turn in range(spec.turns):
             if time.monotonic() > deadline:
                 break
@@ -181,9 +200,9 @@ async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
             turn_deadline = min(deadline, time.monotonic() + spec.turn_timeout_s)
             try:
                 if kind == "tool":
-                    await _tool_turn(conn, rng, record, turn_deadline)
+                    await tool_turn(conn, rng, record, turn_deadline, spec.tool_choice)
                 else:
-                    await _speech_turn(conn, clips, rng, record, turn_deadline, kind == "barge_in")
+                    await speech_turn(conn, clips, rng, record, turn_deadline, kind == "barge_in")
             except TimeoutError:
                 record.status = "timeout"
             records.append(record)
@@ -196,7 +215,7 @@ async def run_session(spec: LoadSpec, clips: list[Clip], level: int, index: int,
         await conn.close()
 
 
-async def _collect(conn: _Conn, answer: _Answer, record: TurnRecord, deadline: float) -> None:
+async def collect(conn: Conn, answer: Answer, record: TurnRecord, deadline: float) -> None:
     """Feed events to `answer` until its response's timing event (sent after response.done)."""
     while True:
         at, ev = await conn.next(deadline)
@@ -208,14 +227,14 @@ async def _collect(conn: _Conn, answer: _Answer, record: TurnRecord, deadline: f
             return
 
 
-async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, record: TurnRecord,
-                       deadline: float, barge_in: bool) -> None:
+async def speech_turn(conn: Conn, clips: list[Clip], rng: random.Random, record: TurnRecord,
+                      deadline: float, barge_in: bool) -> None:
     clip = rng.choice(clips)
     record.clip = clip.name
     t0 = time.monotonic()
     sender = asyncio.create_task(send_speech(conn.ws.send, clip.audio, TAIL_SILENCE_S, t0=t0))
     speech_end = t0 + clip.speech_end_s
-    answer = _Answer()
+    answer = Answer()
     interrupter: asyncio.Task[None] | None = None
     try:
         while answer.done is None:
@@ -241,11 +260,11 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
         record.status = answer.done["response"]["status"]
         if interrupter is not None and record.status == "cancelled":
             record.barge_in_stop_ms = (time.monotonic() - onset) * 1000
-        await _collect(conn, answer, record, deadline)
+        await collect(conn, answer, record, deadline)
         if interrupter is not None:
             # the interruption is a turn of its own: let its answer finish before the next turn
             scratch = TurnRecord(record.config, record.level, record.session, record.turn, "speech")
-            await _collect(conn, _Answer(), scratch, deadline)
+            await collect(conn, Answer(), scratch, deadline)
             record.errors += scratch.errors
     finally:
         sender.cancel()
@@ -253,25 +272,29 @@ async def _speech_turn(conn: _Conn, clips: list[Clip], rng: random.Random, recor
             await asyncio.gather(interrupter, return_exceptions=True)
 
 
-async def _tool_turn(conn: _Conn, rng: random.Random, record: TurnRecord, deadline: float) -> None:
+async def tool_turn(conn: Conn, rng: random.Random, record: TurnRecord, deadline: float,
+                    tool_choice: str | None = None) -> None:
     await conn.send(ConversationItemCreateEvent(type="conversation.item.create", item={
         "type": "message", "role": "user",
         "content": [{"type": "input_text", "text": rng.choice(TOOL_PROMPTS)}]}))
     asked = time.monotonic()
-    await conn.send(ResponseCreateEvent(type="response.create"))
-    answer = _Answer()
-    await _collect(conn, answer, record, deadline)
+    await conn.send(ResponseCreateEvent(type="response.create") if tool_choice is None else
+                    ResponseCreateEvent(type="response.create",
+                                        response={"tool_choice": tool_choice}))
+    answer = Answer()
+    await collect(conn, answer, record, deadline)
     assert answer.done is not None
     calls = [o for o in answer.done["response"]["output"] if o["type"] == "function_call"]
+    record.tool_calls = len(calls)
     if calls:  # answer the call; the spoken reply is what the user waits for
         await conn.send(ConversationItemCreateEvent(type="conversation.item.create", item={
             "type": "function_call_output", "call_id": calls[0]["call_id"],
             "output": json.dumps({"temperature_c": rng.randint(-5, 30)})}))
         await conn.send(ResponseCreateEvent(type="response.create",
                                             response={"tool_choice": "none"}))
-        answer = _Answer()
+        answer = Answer()
         record.server = None
-        await _collect(conn, answer, record, deadline)
+        await collect(conn, answer, record, deadline)
     assert answer.done is not None
     record.status = answer.done["response"]["status"]
     if answer.first_audible is not None:

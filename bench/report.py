@@ -35,6 +35,17 @@ def pct(values: Sequence[float]) -> dict[str, float | int]:
     return out
 
 
+def error_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Error events by code and failed turns by status (a cancelled answer is not an error)."""
+    errors: dict[str, int] = {}
+    for r in rows:
+        for code in r["errors"]:
+            errors[code] = errors.get(code, 0) + 1
+        if r["status"] in ("timeout", "error", "failed"):
+            errors[r["status"]] = errors.get(r["status"], 0) + 1
+    return errors
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Client and server figures per (config, concurrency level)."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -43,12 +54,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out = []
     for (config, level), rs in sorted(groups.items()):
         turns = [r for r in rs if r["kind"] in ("speech", "barge_in", "tool")]
-        errors: dict[str, int] = {}
-        for r in rs:
-            for code in r["errors"]:
-                errors[code] = errors.get(code, 0) + 1
-            if r["status"] in ("timeout", "error", "failed"):
-                errors[r["status"]] = errors.get(r["status"], 0) + 1
+        errors = error_counts(rs)
         out.append({
             "config": config, "sessions": level, "turns": len(turns),
             "ttfa_ms": pct([r["ttfa_ms"] for r in turns if r["ttfa_ms"] is not None]),

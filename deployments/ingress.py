@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from voxserve import client_secrets
+from voxserve import client_secrets, process_stats
 from voxserve.auth import (
     ClientSecret, TokenError, chosen_subprotocol, is_key, is_token, origin_allowed,
     parse_subprotocols, presented_credential, verify_token,
@@ -181,11 +181,14 @@ class IngressDeployment:
 
     @app.get("/stats")
     async def stats(self) -> JSONResponse:
-        """Per-stage counters (completed / cancelled work) from every model deployment."""
+        """Per-stage counters (completed / cancelled work) from every model deployment, and each
+        process's memory, descriptors, threads and tasks (this replica's under `process`; with
+        several replicas of a stage, the one the handle picked answers)."""
         infos = await asyncio.gather(*(h.info.remote() for h in self._handles.values()))
         return JSONResponse({**await self._session_counts(),
                              "deployments": dict(zip(self._handles, infos, strict=True)),
-                             "recent_barge_ins": list(self._observer.recent_barge_ins)})
+                             "recent_barge_ins": list(self._observer.recent_barge_ins),
+                             "process": process_stats.read()})
 
     @app.get("/")
     async def root(self) -> PlainTextResponse:

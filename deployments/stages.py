@@ -19,6 +19,7 @@ import numpy as np
 from opentelemetry.trace import Span
 from ray import serve
 
+from voxserve import process_stats
 from voxserve.config import AsrOptions, LlmOptions, TtsOptions
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.languages import LanguageRequest, request
@@ -62,7 +63,8 @@ class _Stage:
 
     async def info(self) -> dict[str, Any]:
         return {**self._info, "cancelled": self._cancelled, "completed": self._completed,
-                "running": self._running, "recent_cancels": list(self._cancel_times)}
+                "running": self._running, "recent_cancels": list(self._cancel_times),
+                "process": process_stats.read()}  # this replica's own process, for leak checks
 
     async def ready(self) -> bool:
         return True
