@@ -148,10 +148,16 @@ class Dtln(_Framed):
     synthesis window: the network was trained to overlap-add its raw blocks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wet: float = 1.0) -> None:
+        """`wet`: the share of the network's output in what is returned, the rest being the input
+        (aligned): 0.5 caps the suppression near 6 dB and keeps the speech's own texture."""
+        if not 0.0 < wet <= 1.0:
+            raise ValueError(f"DTLN wet share must be in (0, 1], got {wet}")
         # Overlap-add: a sample is final once the last of the four blocks covering it is out,
         # 512 - 128 = 384 samples (24 ms) after it arrived.
-        super().__init__("dtln", _DTLN_HOP, _DTLN_BLOCK - _DTLN_HOP)
+        super().__init__("dtln" if wet == 1.0 else f"dtln-wet{round(wet * 100)}", _DTLN_HOP,
+                         _DTLN_BLOCK - _DTLN_HOP)
+        self._wet = np.float32(wet)
         self._mask_net, self._time_net = _dtln_sessions()
         self._names = ([i.name for i in self._mask_net.get_inputs()],
                        [i.name for i in self._time_net.get_inputs()])
@@ -177,7 +183,10 @@ class Dtln(_Framed):
         ola[:-_DTLN_HOP] = ola[_DTLN_HOP:]
         ola[-_DTLN_HOP:] = 0.0
         ola += enhanced.reshape(_DTLN_BLOCK)
-        return ola[:_DTLN_HOP].copy()
+        if self._wet == 1.0:
+            return ola[:_DTLN_HOP].copy()
+        # The block's oldest hop is the input that the finished output hop came from.
+        return self._wet * ola[:_DTLN_HOP] + (1 - self._wet) * block[:_DTLN_HOP]
 
 
 def _lowpass(taps: int, cutoff_hz: float, rate: int) -> np.ndarray:
@@ -257,7 +266,9 @@ class DeepFilterNet3(_Framed):
 ENGINES: dict[str, Callable[[], Denoiser]] = {
     **{f"webrtc-ns-{level}": functools.partial(WebRtcNs, level) for level in range(4)},
     "dtln": Dtln,
+    "dtln-wet50": functools.partial(Dtln, 0.5),
     "deepfilternet3": DeepFilterNet3,
+    "deepfilternet3-12db": functools.partial(DeepFilterNet3, 12.0),
 }
 
 # The protocol's presets (GA `noise_reduction.type`, Voice Live `input_audio_noise_reduction.type`)
