@@ -282,6 +282,12 @@ def markdown(report: dict[str, Any]) -> str:
         mean = np.mean([r["wer"][k] for k in noisy])
         lines.append(f"| {name}{_presets_of(name, presets)} | "
                      + " | ".join(f"{100 * r['wer'][k]:.1f}" for k in keys) + f" | {100 * mean:.1f} |")
+    lines += ["", "Mean over the three noises, by SNR (%):", "",
+              "| engine | clean | 10 dB | 5 dB | 0 dB |", "|---|---|---|---|---|"]
+    for name, r in v.items():
+        by_snr = [np.mean([r["wer"][f"{k} {s} dB"] for k in NOISES]) for s in SNRS]
+        lines.append(f"| {name} | {100 * r['wer']['clean']:.1f} | "
+                     + " | ".join(f"{100 * m:.1f}" for m in by_snr) + " |")
     lines += ["", "## Speech missed by the VAD (mixes where no turn is under way at any point of the speech)", "",
               "| engine | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, r in v.items():
