@@ -272,11 +272,29 @@ ENGINES: dict[str, Callable[[], Denoiser]] = {
 }
 
 # The protocol's presets (GA `noise_reduction.type`, Voice Live `input_audio_noise_reduction.type`)
-# -> engine. Chosen from docs/perf/noise-report.md; see the README's "Noise suppression".
+# -> engine, chosen from docs/perf/noise-report.md and noise-report-seed1.md (python -m bench.noise:
+# Whisper base WER on LibriVox speech in babble, fan noise and clicks at 0/5/10 dB, two noise
+# draws; README "Noise suppression"). What the figures said: Whisper base is robust to noise, so
+# a suppressor mostly costs words through its artefacts. Full-strength DTLN and DeepFilterNet3
+# raised the mean noisy WER (32.6 and 30.3 % against 24.3 % without); WebRTC NS at every level was
+# a wash in noise (23.7-28.2 %) and lost one or two words on the clean clips (2.8-4.2 % against
+# 1.4 %). Only the deep models held back beat nothing in both draws: DTLN half wet (22.1 / 24.3 %
+# against 24.3 / 27.0 %) and DeepFilterNet3 capped at 12 dB (21.3 / 25.3 %), mostly at 0-5 dB,
+# and neither lost a word on clean speech.
 PRESETS: dict[str, str] = {
-    "near_field": "webrtc-ns-1",
-    "far_field": "webrtc-ns-2",
-    "azure_deep_noise_suppression": "dtln",
+    # Close microphones mostly give clean speech, which is where WebRTC NS cost words; half-wet
+    # DTLN cost none there, was level with the best at 10 dB and better below, at ~0.3 ms per 10 ms
+    # frame with one model shared by all sessions.
+    "near_field": "dtln-wet50",
+    # Far microphones hear the room at low SNR: half-wet DTLN had the lowest mean WER over the two
+    # draws (23.2 %; none 25.7 %, WebRTC NS 1/2 25.7/26.5 %). Nothing measured here tells near
+    # from far field apart (no reverberation in the mixes), so both take the same setting.
+    "far_field": "dtln-wet50",
+    # The opt-in deep option of Voice Live: level with half-wet DTLN on the mean (23.3 %) and the
+    # best on keyboard clicks in both draws (6.3 % mean against 8.9 % DTLN, 8.7 % none), which a
+    # statistical suppressor cannot follow, at about twice DTLN's CPU, 44 ms of delay and a runtime
+    # of its own per session (0.15-0.3 s to create: do it off the event loop).
+    "azure_deep_noise_suppression": "deepfilternet3-12db",
 }
 
 
