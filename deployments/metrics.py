@@ -34,6 +34,13 @@ class RayMetricsObserver:
         self._audio = Counter("voxserve_audio_seconds_total", "Audio seconds in and out",
                               tag_keys=("direction",))
         self._tokens = Counter("voxserve_tokens_total", "LLM tokens", tag_keys=("kind",))
+        # their ratio is the cost of one 10 ms frame, per chain of front-end stages
+        self._front_end_s = Counter("voxserve_front_end_seconds_total",
+                                    "CPU seconds in echo cancellation and noise suppression",
+                                    tag_keys=("chain",))
+        self._front_end_frames = Counter("voxserve_front_end_frames_total",
+                                         "10 ms input frames through echo cancellation and "
+                                         "noise suppression", tag_keys=("chain",))
 
     def session_opened(self, dialect: str) -> None:
         self._open[dialect] = self._open.get(dialect, 0) + 1
@@ -68,3 +75,8 @@ class RayMetricsObserver:
     def tokens(self, kind: str, count: int) -> None:
         if count > 0:
             self._tokens.inc(count, tags={"kind": kind})
+
+    def front_end(self, chain: str, seconds: float, frames: int) -> None:
+        if frames > 0:
+            self._front_end_s.inc(seconds, tags={"chain": chain})
+            self._front_end_frames.inc(frames, tags={"chain": chain})

@@ -40,6 +40,7 @@ VOICE_LIVE_FIRST_UPDATE: dict[str, Any] = {
 
 
 def test_a_voice_live_first_update_keeps_all_it_can_and_warns_about_the_rest() -> None:
+    # noise suppression and echo cancellation take effect (voxserve/audio/front_end.py)
     result = apply_update(SessionConfig(), VOICE_LIVE_FIRST_UPDATE, VL, VOICES, False)
     assert result.errors == [] and result.applied
     cfg = result.config
@@ -51,10 +52,10 @@ def test_a_voice_live_first_update_keeps_all_it_can_and_warns_about_the_rest() -
     assert eou is not None and (eou.threshold_level, eou.timeout_ms) == ("low", 2000)
     assert cfg.transcription is not None and cfg.transcription.language is not None
     assert cfg.voice == "alloy" and cfg.speed == pytest.approx(1.1)  # fallback voice, its rate
+    assert cfg.noise_reduction == "azure_deep_noise_suppression"
+    assert cfg.echo_cancellation is not None and cfg.echo_cancellation.reference_source == "server"
     params = {p for _, p in result.warnings}
-    assert params == {"session.input_audio_noise_reduction",
-                      "session.input_audio_echo_cancellation", "session.voice",
-                      "session.voice.temperature"}
+    assert params == {"session.voice", "session.voice.temperature"}
     assert any("es-MX-DaliaNeural" in m for m, _ in result.warnings)
 
 
@@ -98,11 +99,47 @@ def test_ga_known_fields_without_effect_are_accepted_and_the_echo_shows_the_effe
            "audio": {"input": {"noise_reduction": {"type": "near_field"}}}}
     result = apply_update(SessionConfig(), raw, GA, VOICES, False)
     assert result.errors == [] and result.config.instructions == "hi"
-    assert {p for _, p in result.warnings} == {
-        "session.tracing", "session.reasoning",
-        "session.audio.input.noise_reduction"}
+    assert {p for _, p in result.warnings} == {"session.tracing", "session.reasoning"}
     echo = render_session(result.config, GA, "s", 1)
-    assert echo["audio"]["input"]["noise_reduction"] is None
+    assert echo["audio"]["input"]["noise_reduction"] == {"type": "near_field"}  # in effect
+    off = apply_update(result.config, {"type": "realtime", "audio": {"input": {
+        "noise_reduction": None}}}, GA, VOICES, False).config
+    assert render_session(off, GA, "s", 1)["audio"]["input"]["noise_reduction"] is None
+
+
+def test_noise_and_echo_settings_are_checked_and_errors_name_the_parameter() -> None:
+    cases = [
+        (GA, {"type": "realtime", "audio": {"input": {"noise_reduction": {
+            "type": "azure_deep_noise_suppression"}}}},
+         "session.audio.input.noise_reduction.type"),
+        (BETA, {"input_audio_noise_reduction": {"type": "loud"}},
+         "session.input_audio_noise_reduction.type"),
+        (VL, {"input_audio_noise_reduction": {"type": "near_field", "strength": 2}},
+         "session.input_audio_noise_reduction.strength"),
+        (VL, {"input_audio_echo_cancellation": {"type": "acoustic"}},
+         "session.input_audio_echo_cancellation.type"),
+        (VL, {"input_audio_echo_cancellation": {"type": "server_echo_cancellation",
+                                                "channels": 2}},
+         "session.input_audio_echo_cancellation.channels"),
+        (VL, {"input_audio_echo_cancellation": {"type": "server_echo_cancellation",
+                                                "reference_source": "client"}},
+         "session.input_audio_echo_cancellation.reference_source"),
+        (VL, {"input_audio_format": "g711_ulaw", "input_audio_echo_cancellation": {
+            "type": "server_echo_cancellation", "reference_source": "client", "channels": 2}},
+         "session.input_audio_echo_cancellation"),
+    ]
+    for dialect, raw, param in cases:
+        err = refused(apply_update, SessionConfig(), raw, dialect, VOICES, False)
+        assert err.param == param, (raw, err.param, err.message)
+    stereo = apply_update(SessionConfig(), {"input_audio_echo_cancellation": {
+        "type": "server_echo_cancellation", "reference_source": "client", "channels": 2}},
+        VL, VOICES, False).config
+    echo = render_session(stereo, VL, "s", 1)["input_audio_echo_cancellation"]
+    assert echo == {"type": "server_echo_cancellation", "reference_source": "client",
+                    "channels": 2}
+    # a G.711 format later is refused while the stereo reference is on
+    err = refused(apply_update, stereo, {"input_audio_format": "g711_alaw"}, VL, VOICES, False)
+    assert err.param == "session.input_audio_format"
 
 
 def test_ga_stored_prompts_are_refused_alone() -> None:
@@ -156,7 +193,9 @@ async def test_voice_live_gets_a_warning_per_ignored_field() -> None:
     tr.push({"type": "session.update", "session": VOICE_LIVE_FIRST_UPDATE})
     await tr.wait_for("session.updated")
     warned = {e["warning"]["param"] for e in tr.sent if e["type"] == "warning"}
-    assert "session.input_audio_echo_cancellation" in warned and "session.voice" in warned
+    assert "session.voice" in warned and "session.input_audio_echo_cancellation" not in warned
+    assert session.listener.front_end.chain == "aec+azure_deep_noise_suppression"
+    assert session.responder.playback.reference is not None  # the server's output is the far end
     assert "error" not in tr.types()
     await stop_session(tr, task)
 

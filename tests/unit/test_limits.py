@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -175,6 +176,9 @@ async def test_a_client_that_stops_reading_is_closed_and_its_work_cancelled() ->
     assert session.responder.active is None
 
 
+SECOND = np.zeros(100, np.float32)  # one second at 100 Hz
+
+
 def test_playback_paces_past_the_lead_and_a_flush_resets_it() -> None:
     clock = Clock()
     slept: list[float] = []
@@ -186,18 +190,18 @@ def test_playback_paces_past_the_lead_and_a_flush_resets_it() -> None:
     async def run() -> None:
         playback = Playback(max_lead_s=10.0, clock=clock, sleep=sleep)
         for _ in range(10):  # ten seconds go out at once
-            await playback.pace(1.0)
+            await playback.pace(SECOND, 100)
         assert slept == [] and playback.lead_s() == pytest.approx(10.0)
-        await playback.pace(1.0)  # the eleventh waits for one second of playback
+        await playback.pace(SECOND, 100)  # the eleventh waits for one second of playback
         assert slept == [pytest.approx(1.0)]
         clock.now += 4.0  # four seconds played: four more go at once
         for _ in range(4):
-            await playback.pace(1.0)
+            await playback.pace(SECOND, 100)
         assert len(slept) == 1
         playback.flush()  # barge-in: the client dropped what it had
         assert playback.lead_s() == 0.0
         for _ in range(10):
-            await playback.pace(1.0)
+            await playback.pace(SECOND, 100)
         assert len(slept) == 1 and playback.paced_s == pytest.approx(1.0)
     asyncio.run(run())
 

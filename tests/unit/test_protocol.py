@@ -162,8 +162,8 @@ def test_voice_live_objects_unknowns_and_unsupported_fields() -> None:
         "whatever": 1}, Dialect.VOICE_LIVE, VOICES, False)
     assert result.config.voice == "en-US-AvaNeural"
     assert result.config.input_format.rate == 16000 and result.config.output_format.rate == 8000
-    assert {p for _, p in result.warnings} == {"session.input_audio_noise_reduction", "session.whatever",
-                                               "session.voice.temperature"}
+    assert {p for _, p in result.warnings} == {"session.whatever", "session.voice.temperature"}
+    assert result.config.noise_reduction == "azure_deep_noise_suppression"
     rendered = render_session(result.config, Dialect.VOICE_LIVE, "s", 1)
     assert rendered["voice"]["type"] == "azure-standard"
     assert rendered["output_audio_format"] == "pcm16_8000hz"

@@ -48,6 +48,10 @@ def _render_ga_format(fmt: AudioFormat) -> dict[str, Any]:
     return {"type": "audio/pcm", "rate": 24000}
 
 
+def _noise_reduction(cfg: SessionConfig) -> dict[str, Any] | None:
+    return {"type": cfg.noise_reduction} if cfg.noise_reduction else None
+
+
 def render_tool_choice(choice: ToolChoice) -> Any:
     return choice.model_dump() if isinstance(choice, BaseModel) else choice
 
@@ -82,7 +86,8 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
             return {"type": "transcription", "id": session_id,
                     "object": "realtime.transcription_session", "expires_at": expires_at,
                     "audio": {"input": {"format": _render_ga_format(cfg.input_format),
-                                        "noise_reduction": None, "transcription": transcription,
+                                        "noise_reduction": _noise_reduction(cfg),
+                                        "transcription": transcription,
                                         "turn_detection": turn}}}
         return {
             "type": "realtime", "id": session_id, "object": "realtime.session",
@@ -93,7 +98,8 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
             "truncation": cfg.truncation.render(),
             "include": [LOGPROBS] if cfg.transcription_logprobs else None,
             "audio": {
-                "input": {"format": _render_ga_format(cfg.input_format), "noise_reduction": None,
+                "input": {"format": _render_ga_format(cfg.input_format),
+                          "noise_reduction": _noise_reduction(cfg),
                           "transcription": transcription, "turn_detection": turn},
                 "output": {"format": _render_ga_format(cfg.output_format), "voice": cfg.voice,
                            "speed": cfg.speed},
@@ -106,12 +112,15 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
         "voice": cfg.voice_raw if cfg.voice_raw is not None else cfg.voice,
         "input_audio_format": flat_format_name(cfg.input_format, output=False),
         "output_audio_format": flat_format_name(cfg.output_format, output=True),
-        "input_audio_transcription": transcription, "turn_detection": turn, "tools": tools,
+        "input_audio_transcription": transcription, "turn_detection": turn,
+        "input_audio_noise_reduction": _noise_reduction(cfg), "tools": tools,
         "tool_choice": render_tool_choice(cfg.tool_choice), "temperature": cfg.temperature,
         "max_response_output_tokens": cfg.max_output_tokens, "expires_at": expires_at,
     }
     if dialect is Dialect.VOICE_LIVE:
         session["input_audio_sampling_rate"] = cfg.input_format.rate
+        session["input_audio_echo_cancellation"] = (cfg.echo_cancellation.model_dump()
+                                                    if cfg.echo_cancellation else None)
     session["include"] = [LOGPROBS] if cfg.transcription_logprobs else None
     if dialect is Dialect.BETA:
         session["voice"] = cfg.voice

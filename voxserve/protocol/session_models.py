@@ -35,6 +35,36 @@ VOICE_LIVE_TURN_TYPES = frozenset({"azure_semantic_vad", "azure_semantic_vad_en"
                                    "azure_semantic_vad_multilingual"})
 
 
+NoiseReduction = Literal["near_field", "far_field", "azure_deep_noise_suppression"]
+# the OpenAI dialects' types; azure_deep_noise_suppression is Voice Live's
+OPENAI_NOISE_TYPES = frozenset({"near_field", "far_field"})
+
+
+class NoiseReductionSetting(BaseModel):
+    """The wire shape of GA `audio.input.noise_reduction`, beta and Voice Live
+    `input_audio_noise_reduction`; the session keeps only its type."""
+
+    model_config = _STRICT
+    type: NoiseReduction
+
+
+class EchoCancellation(BaseModel):  # Voice Live `input_audio_echo_cancellation`
+    model_config = _STRICT
+    type: Literal["server_echo_cancellation"]
+    # server: the server's own output is the reference; client: channel 1 of stereo input is
+    reference_source: Literal["server", "client"] = "server"
+    channels: Literal[1, 2] = 1
+
+    @model_validator(mode="after")
+    def _reference_matches_channels(self) -> EchoCancellation:
+        if (self.channels == 2) != (self.reference_source == "client"):
+            at = ".channels" if self.channels == 2 else ".reference_source"
+            raise refuse(ErrorCode.INVALID_VALUE, "the client reference is channel 1 of stereo "
+                         "input: reference_source 'client' goes with channels 2, 'server' with 1",
+                         at)
+        return self
+
+
 class EndOfUtterance(BaseModel):  # Voice Live
     model_config = _STRICT
     model: Literal["semantic_detection_v1", "semantic_detection_v1_en",
@@ -227,6 +257,9 @@ class SessionConfig(BaseModel):
     transcription_only: bool = False
     # `include: ["item.input_audio_transcription.logprobs"]`: per-word log probabilities
     transcription_logprobs: bool = False
+    # the audio front end (voxserve/audio/front_end.py), before VAD, Smart Turn and ASR
+    noise_reduction: NoiseReduction | None = None
+    echo_cancellation: EchoCancellation | None = None
 
     def effective(self) -> SessionConfig:
         """The config as the session runs it: a transcription session always transcribes and

@@ -30,8 +30,9 @@ from voxserve.protocol.fields import (
     VoiceChoice, context_of,
 )
 from voxserve.protocol.session_models import (
-    VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, InputTranscription, SessionConfig,
-    TruncationConfig, TurnDetection, VoiceTable,
+    OPENAI_NOISE_TYPES, VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, EchoCancellation,
+    InputTranscription, NoiseReduction, NoiseReductionSetting, SessionConfig, TruncationConfig,
+    TurnDetection, VoiceTable,
 )
 from voxserve.protocol.validation import (
     capped, error_of, nested, no_stray_exceptions, noted_fields, refuse,
@@ -57,6 +58,25 @@ def _turn_detection(raw: Any, info: ValidationInfo) -> TurnDetection | None:
         raise refuse(ErrorCode.UNKNOWN_PARAMETER,
                      f"{extension} is a Voice Live setting", f".{extension}")
     return td
+
+
+def _noise_reduction(raw: Any, info: ValidationInfo) -> NoiseReduction | None:
+    """`{type}` -> the preset; null turns noise suppression off."""
+    if raw is None:
+        return None
+    kind = nested(NoiseReductionSetting, raw).type
+    if kind not in OPENAI_NOISE_TYPES and context_of(info).dialect is not Dialect.VOICE_LIVE:
+        raise refuse(ErrorCode.INVALID_VALUE, f"{kind} is a Voice Live type; this endpoint has "
+                     "near_field and far_field", ".type")
+    return kind
+
+
+def _echo_cancellation(raw: Any) -> EchoCancellation | None:
+    return None if raw is None else nested(EchoCancellation, raw)
+
+
+NoiseReductionField = Annotated[NoiseReduction | None, PlainValidator(_noise_reduction)]
+EchoCancellationField = Annotated[EchoCancellation | None, PlainValidator(_echo_cancellation)]
 
 
 def _unavailable(what: str) -> PlainValidator:
@@ -164,7 +184,6 @@ def _section_type(annotation: Any) -> type[_Section] | None:
     return model if model is not None and issubclass(model, _Section) else None
 
 
-_NOISE = "noise reduction is not available on this server yet"
 _TRACING = "is set by the operator here (OpenTelemetry, one trace per turn)"
 
 
@@ -181,7 +200,7 @@ class _GaAudioInput(_Section):
     input_format: GaFormat = Field(None, alias="format")
     transcription: InputTranscription | None = None
     turn_detection: TurnDetectionField = None
-    noted = {"noise_reduction": f"({_NOISE})"}
+    noise_reduction: NoiseReductionField = None
 
 
 class _GaAudioOutput(_Section):
@@ -222,7 +241,7 @@ class FlatSessionUpdate(_Section):
     ignored = frozenset({"object", "id", "expires_at", "client_secret", "metadata",
                          "parallel_tool_calls", "input_audio_transcription_ignored",
                          "tool_choice_ignored"})
-    noted = {"input_audio_noise_reduction": f"({_NOISE})", "tracing": _TRACING}
+    noted = {"tracing": _TRACING}
     model: Name = None
     instructions: SessionInstructions = None
     audio_output: FlatModalities = Field(None, alias="modalities")
@@ -231,6 +250,7 @@ class FlatSessionUpdate(_Section):
     output_format: FlatOutputFormat = Field(None, alias="output_audio_format")
     transcription: InputTranscription | None = Field(None, alias="input_audio_transcription")
     turn_detection: TurnDetectionField = None
+    noise_reduction: NoiseReductionField = Field(None, alias="input_audio_noise_reduction")
     tools: Tools = None
     tool_choice: ToolChoiceField = None
     temperature: Temperature = None
@@ -252,14 +272,14 @@ class VoiceLiveSessionUpdate(FlatSessionUpdate):
     # field (`audio_output`, the name of `modalities`) would count as that field being set.
     model_config = ConfigDict(extra="ignore")
     noted = {**FlatSessionUpdate.noted,
-             "input_audio_echo_cancellation": "(echo cancellation) is not available on this "
-                                              "server yet",
              "animation": "(visemes, blendshapes) is not available on this server yet",
              "output_audio_timestamp_types": "(word timestamps) is not available on this "
                                              "server yet",
              "interim_response": "is not available on this server yet",
              "reasoning_effort": "has no effect: the served model does not reason"}
     input_audio_sampling_rate: Literal[8000, 16000, 24000] | None = None  # Voice Live
+    echo_cancellation: EchoCancellationField = Field(None,  # Voice Live
+                                                     alias="input_audio_echo_cancellation")
     avatar: Annotated[None, _unavailable("avatar rendering")] = None  # Voice Live
     agent: Annotated[None, _unavailable("agent mode (a Foundry agent answering)")] = None
 
@@ -272,6 +292,13 @@ class VoiceLiveSessionUpdate(FlatSessionUpdate):
                 raise _Refused(ErrorCode.INVALID_VALUE, "G.711 input is always 8000 Hz",
                                ("input_audio_sampling_rate",))
             out["input_format"] = AudioFormat(encoding, rate)
+        echo = out.get("echo_cancellation", current.echo_cancellation)
+        if echo is not None and echo.channels == 2 \
+                and out.get("input_format", current.input_format).encoding != "pcm16":
+            field = ("input_audio_echo_cancellation" if "echo_cancellation" in out
+                     else "input_audio_format")
+            raise _Refused(ErrorCode.INVALID_VALUE, "two-channel input (a client echo "
+                           "reference) must be pcm16", (field,))
         return out
 
     def warnings(self, raw: dict[str, Any]) -> list[tuple[str, str]]:

@@ -53,7 +53,7 @@ class SessionContext(Protocol):
     @property
     def config(self) -> SessionConfig: ...
 
-    def apply_config(self, config: SessionConfig) -> None: ...
+    async def apply_config(self, config: SessionConfig) -> None: ...
 
     def options(self, overrides: ResponseOverrides | None = None) -> ResponseOptions: ...
 
@@ -120,7 +120,7 @@ async def session_update(ctx: SessionContext, ev: ce.SessionUpdateEvent) -> None
     await _report(ctx, result, ev.event_id)
     if not result.applied:
         return
-    ctx.apply_config(result.config)
+    await ctx.apply_config(result.config)
     await ctx.send(SessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
                                        config=ctx.config))
 
@@ -137,7 +137,7 @@ async def transcription_session_update(ctx: SessionContext,
     result = apply_update(ctx.config.model_copy(update={"transcription_only": True}), ev.session,
                           ctx.dialect, ctx.voices, ctx.responder.audio_produced)
     await _report(ctx, result, ev.event_id)
-    ctx.apply_config(result.config)  # apply_update returns the effective, transcribe-only config
+    await ctx.apply_config(result.config)  # apply_update returns the effective, transcribe-only config
     await ctx.send(TranscriptionSessionUpdatedEvent(session_id=ctx.id, expires_at=ctx.expires_at,
                                                     config=ctx.config))
 
@@ -151,7 +151,8 @@ async def input_audio_buffer_append(ctx: SessionContext,
 async def _append(ctx: SessionContext, b64: str) -> None:
     """Input audio, within the session's audio rate limit (voxserve/session/limits.py)."""
     data = _audio(b64)
-    verdict = ctx.input_limits.admit_audio(ctx.config.input_format.seconds(len(data)))
+    verdict = ctx.input_limits.admit_audio(ctx.listener.front_end.seconds(len(data),
+                                                                          ctx.config.input_format))
     if verdict.notice is not None:
         raise verdict.notice
     if verdict.admitted:

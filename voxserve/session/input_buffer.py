@@ -1,4 +1,4 @@
-"""The input audio buffer: client audio decoded, resampled to 16 kHz, kept until committed.
+"""The input audio buffer: client audio at 16 kHz (after the front end), kept until committed.
 
 All times are milliseconds since the first audio appended in the session, which is what
 `audio_start_ms` / `audio_end_ms` on the wire count from. Memory is bounded: while no speech is
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from voxserve.audio.formats import AudioFormat
-from voxserve.audio.resample import StreamResampler, resample
+from voxserve.audio.resample import resample
 
 RATE = 16000
 
@@ -27,8 +27,6 @@ class InputBuffer:
         self._start = 0  # sample index (session clock) of the first sample held
         self._total = 0  # samples appended in the session
         self._max = int(max_seconds * RATE)
-        self._resampler: StreamResampler | None = None
-        self._fmt: AudioFormat | None = None
         # (session-clock sample after an append, monotonic arrival time): when audio got here,
         # to time the end of the user's speech as the client produced it
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)
@@ -45,18 +43,12 @@ class InputBuffer:
     def held_samples(self) -> int:
         return self._total - self._start
 
-    def append(self, data: bytes, fmt: AudioFormat) -> np.ndarray:
-        """Decode wire bytes, resample to 16 kHz and keep them; returns the new 16 kHz samples."""
-        if self._fmt != fmt:
-            self._fmt = fmt
-            self._resampler = StreamResampler(fmt.rate, RATE)
-        assert self._resampler is not None
-        samples = self._resampler.process(fmt.decode(data))
+    def append(self, samples: np.ndarray) -> None:
+        """16 kHz samples from the front end (voxserve/audio/front_end.py)."""
         if samples.size:
             self._chunks.append(samples)
             self._total += samples.size
             self._arrivals.append((self._total, self._clock()))
-        return samples
 
     def arrival_time(self, sample: int) -> float:
         """Monotonic time at which session-clock `sample` arrived (to one append's precision)."""

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from voxserve.audio.formats import AudioFormat
+from voxserve.audio.front_end import FrontEnd
 from voxserve.config import VadOptions
 from voxserve.models.base import EndOfTurnModel, Transcript, VadModel
 from voxserve.protocol.errors import ErrorCode, ProtocolError
@@ -136,6 +137,9 @@ class Listener:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._session_id = session_id  # carried by its log lines
         self.buffer = InputBuffer(max_buffer_seconds, clock=clock)
+        # decode, resample, echo cancellation and noise suppression; the session replaces it
+        # when its settings change
+        self.front_end = FrontEnd()
         self._vad_factory = vad_factory
         self._vad = vad
         self._max_buffer_seconds = max_buffer_seconds
@@ -194,9 +198,10 @@ class Listener:
         """Wire audio in: decoded, resampled, buffered and (unless a client turn is open) fed to
         the VAD. Bad audio is a `ProtocolError` and changes nothing."""
         try:
-            samples = self.buffer.append(data, fmt)
+            samples = self.front_end.process(data, fmt)
         except ValueError as exc:
             raise ProtocolError(ErrorCode.INVALID_VALUE, str(exc), "audio") from None
+        self.buffer.append(samples)
         async with self._lock:
             await self._feed(samples)
 

@@ -26,6 +26,10 @@ class SessionObserver(Protocol):
 
     def tokens(self, kind: str, count: int) -> None: ...
 
+    def front_end(self, chain: str, seconds: float, frames: int) -> None:
+        """CPU spent by echo cancellation / noise suppression (`chain`, e.g. "aec+far_field")
+        on `frames` 10 ms frames."""
+
 
 class NullObserver:
     def session_opened(self, dialect: str) -> None:
@@ -53,4 +57,7 @@ class NullObserver:
         pass
 
     def tokens(self, kind: str, count: int) -> None:
+        pass
+
+    def front_end(self, chain: str, seconds: float, frames: int) -> None:
         pass

@@ -14,6 +14,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import numpy as np
+
+from voxserve.audio.echo import EchoReference
+
 
 class Playback:
     def __init__(self, max_lead_s: float, clock: Callable[[], float] = time.monotonic,
@@ -23,19 +27,27 @@ class Playback:
         self._sleep = sleep
         self._ends_at = clock()  # when the audio sent so far has finished playing
         self.paced_s = 0.0  # time spent waiting for playback to catch up (a metric)
+        # the far end of echo cancellation, when the session has it (voxserve/audio/echo.py)
+        self.reference: EchoReference | None = None
 
     def lead_s(self) -> float:
         """Seconds of audio sent and not yet played."""
         return max(0.0, self._ends_at - self._clock())
 
-    async def pace(self, seconds: float) -> None:
-        """Before sending `seconds` more audio: wait until it fits within the lead."""
+    async def pace(self, samples: np.ndarray, rate: int) -> None:
+        """Before sending `samples` more audio: wait until it fits within the lead."""
+        seconds = samples.size / rate
         excess = self.lead_s() + seconds - self._max_lead
         if excess > 0:
             await self._sleep(excess)
             self.paced_s += excess
-        self._ends_at = max(self._ends_at, self._clock()) + seconds
+        start = max(self._ends_at, self._clock())
+        self._ends_at = start + seconds
+        if self.reference is not None:
+            self.reference.play(start, samples, rate)
 
     def flush(self) -> None:
         """The client stopped playing: nothing is queued there any more."""
         self._ends_at = self._clock()
+        if self.reference is not None:
+            self.reference.stop(self._ends_at)

@@ -93,7 +93,7 @@ class Response:
     def __init__(self, options: ResponseOptions, conversation: Conversation, pipeline: Pipeline,
                  send: Callable[[ServerEvent], Awaitable[None]], system_prompt: str,
                  on_audio: Callable[[], None] | None = None, turn: Turn | None = None,
-                 pace: Callable[[float], Awaitable[None]] | None = None) -> None:
+                 pace: Callable[[np.ndarray, int], Awaitable[None]] | None = None) -> None:
         self.id = new_id("resp")
         self.turn = turn or Turn(speech_end=time.monotonic())
         self.status: ResponseStatus = "in_progress"
@@ -364,7 +364,7 @@ class Response:
         for start in range(0, out.size, step):
             piece = out[start:start + step]
             if self._pace is not None:
-                await self._pace(piece.size / fmt.rate)
+                await self._pace(piece, fmt.rate)
             await self._emit(AudioDeltaEvent(**self._part_ref(message),
                                               delta=b64encode(fmt.encode(piece))))
             message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate

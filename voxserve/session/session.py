@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Protocol
 
+from voxserve.audio.denoise import make_denoiser
+from voxserve.audio.echo import EchoReference
+from voxserve.audio.front_end import FrontEnd, aec3
 from voxserve.config import LimitsOptions, SessionOptions, VadOptions
 from voxserve.models.base import EndOfTurnModel, VadModel
 from voxserve.protocol import client_events as ce
@@ -132,14 +135,18 @@ class RealtimeSession:
     def config(self) -> SessionConfig:
         return self._config
 
-    def apply_config(self, config: SessionConfig) -> None:
+    async def apply_config(self, config: SessionConfig) -> None:
         """A validated `session.update`: the listener follows the turn detection, and new
         instructions are prefilled in the LLM before the next turn needs them."""
         if self._pinned_model is not None:
             config = config.model_copy(update={"model": self._pinned_model})
         instructions_changed = config.instructions != self._config.instructions
+        front_end_changed = ((config.echo_cancellation, config.noise_reduction)
+                             != (self._config.echo_cancellation, self._config.noise_reduction))
         self._config = config
         self.listener.configure(config.turn_detection)
+        if front_end_changed:
+            await self._configure_front_end()
         if instructions_changed:
             self._warm()
 
@@ -183,6 +190,8 @@ class RealtimeSession:
     async def _serve(self, transport: Transport) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            if self._config.echo_cancellation or self._config.noise_reduction:
+                await self._configure_front_end()  # a client secret's scope asked for them
             writer = tg.create_task(self._writer(transport))
             timer = tg.create_task(self._expire(transport))
             await self.send(SessionCreatedEvent(session_id=self.id, expires_at=self.expires_at,
@@ -291,6 +300,37 @@ class RealtimeSession:
             future.cancel()
 
     # ---- helpers --------------------------------------------------------------------------------
+
+    async def _configure_front_end(self) -> None:
+        """The microphone path for the session's echo and noise settings; a new one starts
+        from scratch (AEC3 converges again within a few seconds). A noise suppressor is built
+        in a thread (DeepFilterNet3's runtime takes 0.15-0.3 s), and the session's next message
+        waits for it, so `session.updated` means the settings are in effect."""
+        echo, noise = self._config.echo_cancellation, self._config.noise_reduction
+        reference = (EchoReference() if echo is not None and echo.reference_source == "server"
+                     else None)
+        self.responder.playback.reference = reference
+        chain = "+".join(([] if echo is None else ["aec"]) + ([] if noise is None else [noise]))
+        front_end = FrontEnd(
+            echo=aec3() if echo is not None else None, reference=reference,
+            client_reference=echo is not None and echo.reference_source == "client",
+            chain=chain, on_cost=self.observer.front_end)
+        self.listener.front_end = front_end
+        if echo is not None or noise is not None:
+            log.info("session %s: front end %s", self.id, chain)
+        if noise is None:
+            return
+        try:
+            front_end.denoiser = await asyncio.to_thread(make_denoiser, noise)
+        except Exception as exc:  # an engine missing from this install: say so, go on without
+            log.warning("session %s: noise suppression %s failed to start", self.id, noise,
+                        exc_info=True)
+            param = ("session.audio.input.noise_reduction" if self.dialect is Dialect.GA
+                     else "session.input_audio_noise_reduction")
+            await self.send_error(ProtocolError(
+                ErrorCode.SERVER_ERROR, f"noise suppression {noise!r} could not start on this "
+                f"server ({str(exc)[:200]}); the session goes on without it", param,
+                type="server_error"))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         assert self._tg is not None, "session is not being served"
