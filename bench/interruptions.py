@@ -64,6 +64,11 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 LONG_PROMPT = "Count from one to one hundred, saying every number in words."
 LONG_INSTRUCTIONS = ("You count aloud when asked, saying every number as a word. You never stop "
                      "before the last number.")
+# A long answer by construction: cold, the greedy model answers the counting prompt in a line;
+# after this example it counts to forty (~20 s of speech; checked in tests/long_answer.py).
+LONG_ANSWER_CONTEXT = (("user", "input_text", "Count from one to five, saying every number in words."),
+                       ("assistant", "output_text", "One, two, three, four, five."),
+                       ("user", "input_text", "Count from one to forty, saying every number in words."))
 
 
 @dataclass

@@ -227,6 +227,22 @@ async def collect(conn: Conn, answer: Answer, record: TurnRecord, deadline: floa
             return
 
 
+async def finish_turn(conn: Conn, answer: Answer, record: TurnRecord, deadline: float,
+                      interrupter: asyncio.Task[None] | None, onset: float) -> None:
+    """After the answer's `response.done`: its status, how long a barge-in took to stop it,
+    its timing event, and the interrupting speech's own answer (a turn of its own: it must
+    finish before the next turn starts)."""
+    assert answer.done is not None
+    record.status = answer.done["response"]["status"]
+    if interrupter is not None and record.status == "cancelled":
+        record.barge_in_stop_ms = (time.monotonic() - onset) * 1000
+    await collect(conn, answer, record, deadline)
+    if interrupter is not None:
+        scratch = TurnRecord(record.config, record.level, record.session, record.turn, "speech")
+        await collect(conn, Answer(), scratch, deadline)
+        record.errors += scratch.errors
+
+
 async def speech_turn(conn: Conn, clips: list[Clip], rng: random.Random, record: TurnRecord,
                       deadline: float, barge_in: bool) -> None:
     clip = rng.choice(clips)
@@ -257,15 +273,7 @@ async def speech_turn(conn: Conn, clips: list[Clip], rng: random.Random, record:
             record.leading_silence_ms = answer.silence_ms
         if answer.first_delta is not None:
             record.first_delta_ms = (answer.first_delta - speech_end) * 1000
-        record.status = answer.done["response"]["status"]
-        if interrupter is not None and record.status == "cancelled":
-            record.barge_in_stop_ms = (time.monotonic() - onset) * 1000
-        await collect(conn, answer, record, deadline)
-        if interrupter is not None:
-            # the interruption is a turn of its own: let its answer finish before the next turn
-            scratch = TurnRecord(record.config, record.level, record.session, record.turn, "speech")
-            await collect(conn, Answer(), scratch, deadline)
-            record.errors += scratch.errors
+        await finish_turn(conn, answer, record, deadline, interrupter, onset)
     finally:
         sender.cancel()
         if interrupter is not None:

@@ -45,7 +45,7 @@ import websockets
 
 from voxserve import process_stats
 from voxserve.bench import soak_report
-from voxserve.bench.interruptions import LONG_INSTRUCTIONS
+from voxserve.bench.interruptions import LONG_ANSWER_CONTEXT, LONG_INSTRUCTIONS
 from voxserve.bench.load import (
     CONNECT_ERRORS,
     TAIL_SILENCE_S,
@@ -54,8 +54,8 @@ from voxserve.bench.load import (
     Conn,
     LoadSpec,
     TurnRecord,
-    collect,
     connect,
+    finish_turn,
     make_clip,
     speech_turn,
     tool_turn,
@@ -71,11 +71,6 @@ DEFAULT_CLIPS = sorted((REPO / "tests" / "data").glob("*.wav"))
 GOLDEN = (5 ** 0.5 - 1) / 2  # successive fractional parts of n * GOLDEN spread evenly over [0, 1)
 INTERRUPTION_S = 2.5  # the interrupting speech: the first 2.5 s of a clip, as bench.interruptions
 
-# A long answer by construction: cold, the greedy model answers the counting prompt in a line;
-# after this example it counts to forty (~20 s of speech; checked in tests/long_answer.py).
-LONG_ANSWER_CONTEXT = (("user", "input_text", "Count from one to five, saying every number in words."),
-                       ("assistant", "output_text", "One, two, three, four, five."),
-                       ("user", "input_text", "Count from one to forty, saying every number in words."))
 
 # Ray's own processes, by the start of their command line (executable and script: later
 # arguments name other processes' sockets); the replicas report themselves through /stats.
@@ -161,14 +156,7 @@ async def barge_in_turn(conn: Conn, clips: list[Clip], rng: random.Random, recor
                 onset = t1 + other.speech_start_s
                 interrupter = asyncio.create_task(send_speech(
                     conn.ws.send, other.audio[: int(INTERRUPTION_S * RATE)], TAIL_SILENCE_S, t0=t1))
-        record.status = answer.done["response"]["status"]
-        if interrupter is not None and record.status == "cancelled":
-            record.barge_in_stop_ms = (time.monotonic() - onset) * 1000
-        await collect(conn, answer, record, deadline)
-        if interrupter is not None:
-            scratch = TurnRecord(record.config, record.level, record.session, record.turn, "speech")
-            await collect(conn, Answer(), scratch, deadline)
-            record.errors += scratch.errors
+        await finish_turn(conn, answer, record, deadline, interrupter, onset)
     finally:
         if interrupter is not None:
             interrupter.cancel()
