@@ -316,6 +316,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=5.0,
                    help="seconds after the last session closed before the idle sample")
     p.add_argument("--turn-timeout", type=float, default=120.0)
+    # about a minute of speech; the long counting answer of the barge-ins is ~100 tokens. Without
+    # a cap the first 2-session run had 3 turns time out in 9 minutes on answers that rambled
+    # past 100 s (output is paced to real time, so a turn lasts as long as its answer speaks)
+    p.add_argument("--max-output-tokens", type=int, default=200)
     p.add_argument("--max-slope-mib-per-hour", type=float, default=soak_report.Limits.max_slope_mib_per_hour)
     p.add_argument("--max-fd-growth", type=int, default=soak_report.Limits.max_fd_growth)
     p.add_argument("--max-task-growth", type=int, default=soak_report.Limits.max_task_growth)
@@ -352,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     http = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
     spec = LoadSpec(url=url, config="soak", api_key=args.api_key, think_s=args.think,
                     barge_share=args.barge_share, tool_share=args.tool_share,
-                    tool_choice="required", turn_timeout_s=args.turn_timeout, seed=args.seed)
+                    tool_choice="required", turn_timeout_s=args.turn_timeout, seed=args.seed,
+                    max_output_tokens=args.max_output_tokens)
     soak = Soak(spec, clips, http, args.sessions, args.duration, args.reconnect_every,
                 args.sample_every, args.settle,
                 local=parts.hostname in ("127.0.0.1", "localhost", "::1"), port=parts.port)
