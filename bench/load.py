@@ -101,6 +101,10 @@ class LoadSpec:
     tool_share: float = 0.0
     tool_choice: str | None = None  # response.create's for tool turns ("required" forces a call)
     turn_timeout_s: float = 120.0
+    # the session's answer length cap (None: the protocol's "inf"). Output is paced to real
+    # time (limits.max_audio_lead_seconds), so an answer lasts as long as it speaks: a small
+    # model that rambles for two minutes outlasts the turn timeout
+    max_output_tokens: int | None = None
     seed: int = 0
 
 
@@ -171,6 +175,7 @@ async def connect(spec: LoadSpec) -> Conn:
         await conn.send(SessionUpdateEvent(type="session.update", session={
             "type": "realtime", "voxserve": {"response_timing": True},
             "tools": [TOOL] if spec.tool_share > 0 else [],
+            "max_output_tokens": spec.max_output_tokens or "inf",
             "audio": {"input": {"transcription": {"model": "whisper-1"},
                                 "turn_detection": {"type": "server_vad"}}}}))
     except BaseException:

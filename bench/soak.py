@@ -1,12 +1,15 @@
 """Soak benchmark: continuous conversations at a steady load, watching every process for leaks.
 
-    .venv/bin/python -m bench.soak                                  # 3 sessions, 30 minutes
+    .venv/bin/python -m bench.soak                                  # 2 sessions, 30 minutes
     .venv/bin/python -m bench.soak --duration 300 --out docs/perf   # a 5-minute run
     .venv/bin/python -m bench.soak --url ws://127.0.0.1:8000/v1/realtime --api-key KEY
 
-Without `--url` it starts `voxserve serve` on a free loopback port (the default CPU pipeline).
-`--sessions` conversations run at once (the default 3 is ~70 % of this box's saturation point,
-4 sessions: docs/perf/ramp-report.md), each a loop of turns of the load client (`bench/load.py`):
+Without `--url` it starts `voxserve serve` on a free loopback port with bench/configs/soak.yaml
+(the CPU default, with llama.cpp's RAM prompt cache capped low so that it is full within the
+warm-up: at the default 512 MiB it grows for most of a 30-minute run, which is a cache filling to
+its cap, not a leak, and would hide one). `--sessions` conversations run at once (the default 2
+is ~70 % of where this turn mix saturates the box: at 3, TTFA p50 was 7 s and turns timed out;
+short turns saturate at 4, docs/perf/ramp-report.md), each a loop of turns of the load client (`bench/load.py`):
 recorded speech streamed in real time; a share of barge-ins, where a clip is spoken over a long
 answer once its first audio arrives; and a share of tool turns, where `response.create` asks for
 `tool_choice: required`, the client answers the call with `function_call_output` and asks for
@@ -285,7 +288,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="ws://host:port/v1/realtime of a running server")
     p.add_argument("--api-key", default=os.environ.get("VOXSERVE_API_KEY"))
-    p.add_argument("--sessions", type=int, default=3)
+    # 2: ~70 % of this turn mix's saturation on 2 cores (at 3, TTFA p50 was 7 s and 4 turns
+    # timed out: docs/perf/soak-report.md)
+    p.add_argument("--sessions", type=int, default=2)
+    p.add_argument("--config", default=str(REPO / "bench" / "configs" / "soak.yaml"),
+                   help="options file of the server it starts (without --url)")
     p.add_argument("--duration", type=float, default=1800.0, help="seconds of conversation")
     p.add_argument("--reconnect-every", type=int, default=6, help="turns per session")
     p.add_argument("--barge-share", type=float, default=0.25)
@@ -297,6 +304,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=5.0,
                    help="seconds after the last session closed before the idle sample")
     p.add_argument("--turn-timeout", type=float, default=120.0)
+    # about a minute of speech; the long counting answer of the barge-ins is ~100 tokens. Without
+    # a cap the first 2-session run had 3 turns time out in 9 minutes on answers that rambled
+    # past 100 s (output is paced to real time, so a turn lasts as long as its answer speaks)
+    p.add_argument("--max-output-tokens", type=int, default=200)
     p.add_argument("--max-slope-mib-per-hour", type=float, default=soak_report.Limits.max_slope_mib_per_hour)
     p.add_argument("--max-fd-growth", type=int, default=soak_report.Limits.max_fd_growth)
     p.add_argument("--max-task-growth", type=int, default=soak_report.Limits.max_task_growth)
@@ -323,16 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     url = args.url
     if url is None:
-        print("[soak] starting voxserve serve (the default CPU pipeline)", file=sys.stderr, flush=True)
+        print(f"[soak] starting voxserve serve --config {args.config}", file=sys.stderr,
+              flush=True)
         log = REPO / "bench" / "results" / "soak-server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        server = LocalServer(log)
+        server = LocalServer(log, args.config)
         url = server.url
     parts = urlsplit(url)
     http = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
     spec = LoadSpec(url=url, config="soak", api_key=args.api_key, think_s=args.think,
                     barge_share=args.barge_share, tool_share=args.tool_share,
-                    tool_choice="required", turn_timeout_s=args.turn_timeout, seed=args.seed)
+                    tool_choice="required", turn_timeout_s=args.turn_timeout, seed=args.seed,
+                    max_output_tokens=args.max_output_tokens)
     soak = Soak(spec, clips, http, args.sessions, args.duration, args.reconnect_every,
                 args.sample_every, args.settle,
                 local=parts.hostname in ("127.0.0.1", "localhost", "::1"), port=parts.port)

@@ -157,6 +157,9 @@ class LlmOptions(BaseModel):
     n_threads: int = Field(1, ge=1)  # 1: llama.cpp threads spin on barriers beside ASR/TTS
     n_ctx: int = Field(4096, ge=512)
     n_parallel: int = Field(2, ge=1)
+    # llama.cpp's host-RAM prompt cache: it grows with the prompts it keeps until this cap
+    # (measured: +393 MiB in 30 min of 3 soak conversations, docs/perf/soak-report.md); 0: off
+    cache_ram_mib: int = Field(512, ge=0)
     # Reproducible agents and tests: with `temperature: 0` (greedy decoding) and a fixed `seed`
     # the same conversation gets the same answer from the same engine and weights. The seed
     # alone fixes what sampling draws; it has no effect at temperature 0.
