@@ -120,7 +120,6 @@ class Responder:
         response, task = self._active
         self._active = None
         if reason == "turn_detected":
-            self.playback.flush()  # the client stops playing on `speech_started`
             self._observer.barge_in()
             log.info("barge_in session=%s response=%s", self._session_id, response.id)
         response.mark_cancelled(reason)

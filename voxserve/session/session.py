@@ -303,9 +303,8 @@ class RealtimeSession:
 
     async def _configure_front_end(self) -> None:
         """The microphone path for the session's echo and noise settings; a new one starts
-        from scratch (AEC3 converges again within a few seconds). A noise suppressor is built
-        in a thread (DeepFilterNet3's runtime takes 0.15-0.3 s), and the session's next message
-        waits for it, so `session.updated` means the settings are in effect."""
+        from scratch (AEC3 converges again within a few seconds), so `session.updated` means
+        the settings are in effect."""
         echo, noise = self._config.echo_cancellation, self._config.noise_reduction
         reference = (EchoReference() if echo is not None and echo.reference_source == "server"
                      else None)
@@ -321,7 +320,10 @@ class RealtimeSession:
         if noise is None:
             return
         try:
-            front_end.denoiser = await asyncio.to_thread(make_denoiser, noise)
+            # On the event loop thread, though DeepFilterNet3's runtime takes 0.15-0.3 s to make:
+            # it is bound to the thread that made it (a PyO3 `unsendable`: made in a worker
+            # thread, it failed when the loop dropped it and the session ended)
+            front_end.denoiser = make_denoiser(noise)
         except Exception as exc:  # an engine missing from this install: say so, go on without
             log.warning("session %s: noise suppression %s failed to start", self.id, noise,
                         exc_info=True)

@@ -110,6 +110,10 @@ class TurnTaking:
     async def _speech_started(self, heard: SpeechStarted) -> None:
         await self._send(SpeechStartedEvent(audio_start_ms=ms(heard.audio_start),
                                             item_id=heard.item_id))
+        if heard.td.interrupt_response:
+            # clients stop playing on speech_started: the playback model (the echo canceller's
+            # far end, the pacing) stops there too, not when the interruption is decided
+            self._responder.playback.flush()
         response = self._responder.active
         if not heard.td.interrupt_response or response is None:
             return
