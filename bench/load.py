@@ -257,6 +257,7 @@ async def speech_turn(conn: Conn, clips: list[Clip], rng: random.Random, record:
     speech_end = t0 + clip.speech_end_s
     answer = Answer()
     interrupter: asyncio.Task[None] | None = None
+    onset = 0.0  # the interrupting speech's onset, once there is one
     try:
         while answer.done is None:
             at, ev = await conn.next(deadline)
