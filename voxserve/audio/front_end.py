@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from voxserve.audio.denoise import Denoiser
 from voxserve.audio.echo import RATE, EchoReference
 from voxserve.audio.formats import AudioFormat
 from voxserve.audio.resample import StreamResampler
@@ -30,10 +31,6 @@ EARLY_S = 0.02
 FRAME_S = 0.01  # the engines' frame: costs are reported per 10 ms of audio
 FRAME = int(RATE * FRAME_S)
 REPORT_FRAMES = 100  # costs go to `on_cost` once a second of audio
-
-
-class Denoiser(Protocol):
-    def process(self, samples: np.ndarray) -> np.ndarray: ...
 
 
 class EchoCanceller(Protocol):
@@ -59,7 +56,7 @@ class FrontEnd:
         self._echo = echo
         self._reference = reference
         self.channels = 2 if client_reference else 1
-        self.denoiser = denoiser  # may join later (the session builds it off the event loop)
+        self.denoiser = denoiser  # may be set after construction (the session does)
         self.chain = chain  # what it runs, for the cost metric ("aec+far_field")
         self._on_cost = on_cost
         self._clock = clock
@@ -106,7 +103,7 @@ class FrontEnd:
         if self._echo is not None:
             if far is None:
                 far = self._server_reference(near.size)
-            near, far = self._whole_frames(near, _same_length(far, near.size))
+            near, far = self._whole_frames(near, far)
             if near.size:
                 near = self._echo.process(near, far)
         if self.denoiser is not None and near.size:
@@ -157,10 +154,3 @@ class FrontEnd:
         start = self._captured_until
         self._captured_until = start + n / RATE
         return self._reference.read(start, n)
-
-
-def _same_length(far: np.ndarray, n: int) -> np.ndarray:
-    """The two resamplers can differ by a sample at a chunk edge."""
-    if far.size == n:
-        return far
-    return far[:n] if far.size > n else np.pad(far, (0, n - far.size))
