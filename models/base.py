@@ -123,7 +123,9 @@ class TtsEngine(Protocol):
     sample_rate: int
     voices: tuple[str, ...]
 
-    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> SpeechChunk: ...
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> SpeechChunk:
+        """All of `text` as one chunk. Silence the engine pads it with is cut by the response
+        (`models.speech_trim`); an engine that joins several runs itself trims between them."""
 
 
 class VadModel(Protocol):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import SpeechChunk, Word
+from .speech_trim import pause_after, voiced_span
 
 log = logging.getLogger(__name__)
 
@@ -215,15 +216,26 @@ class HibariTtsEngine:
         parts: list[np.ndarray] = []
         timed: list[tuple[str, float, float]] = []
         offset = 0.0
+        previous = ""  # the text of the part before: its ending chooses the pause between them
         # A generator per call: numpy Generators are not thread-safe and deployments call concurrently.
         rng = np.random.default_rng(self._seed)
         for sentence in self._split_sentences(text):
             for seg in self._segments(self._tokens(sentence)):
                 audio, spans = self._run(seg, speed, rng)
-                timed += [(t, s + offset, e + offset) for t, s, e in spans]
-                parts.append(audio)
-                offset += len(audio) / SAMPLE_RATE
+                # Each run is padded with ~0.3 s of silence before and ~0.4 s after; keep only
+                # the voiced span and the pause the text calls for (models/speech_trim.py).
+                start, end = voiced_span(audio, SAMPLE_RATE)
+                if end <= start:
+                    continue
+                pause = np.zeros(int(round(pause_after(previous) * SAMPLE_RATE)) if parts else 0,
+                                 np.float32)
+                shift = offset + (pause.size - start) / SAMPLE_RATE
+                timed += [(t, s + shift, e + shift) for t, s, e in spans]
+                parts += [pause, audio[start:end]]
+                offset += (pause.size + end - start) / SAMPLE_RATE
+                previous = "".join(t.text + (" " if t.space_after else "") for t in seg)
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        timed = [(t, min(max(s, 0.0), offset), min(max(e, 0.0), offset)) for t, s, e in timed]
         return SpeechChunk(audio=audio, sample_rate=SAMPLE_RATE, text=text, words=self._align(text, timed))
 
     # -- words ---------------------------------------------------------------------------------

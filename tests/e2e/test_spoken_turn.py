@@ -81,6 +81,10 @@ def _assert_spoken_turn(events: list[dict[str, Any]], dialect: Dialect, referenc
     audio = _pcm16([e["delta"] for e in events if e["type"] == audio_delta])
     assert audio.size > 24000 * 0.5, "less than half a second of answer audio"
     assert float(np.sqrt(np.mean(audio ** 2))) > 0.01, "answer audio is silence"
+    # the TTS padding is cut: the first delta is audible within its first 40 ms
+    first = _pcm16([next(e["delta"] for e in events if e["type"] == audio_delta)])[:960]
+    loudest = max(float(np.sqrt(np.mean(first[i:i + 240] ** 2))) for i in range(0, 960, 240))
+    assert loudest > 0.01, f"the first 40 ms of answer audio are silent (rms {loudest:.4f})"
     from voxserve.audio.resample import resample
     spoken = whisper.transcribe(resample(audio, 24000, 16000), "en").text
     assert wer(answer, spoken) <= 0.35, f"TTS said {spoken!r} for {answer!r}"

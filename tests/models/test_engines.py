@@ -389,3 +389,25 @@ def test_tts_audio_words_and_intelligibility(asr) -> None:
     assert wer(text, heard.text) < 0.15, heard.text
     with pytest.raises(ValueError):
         tts.synthesize("hi", voice="emma")
+
+
+def test_tts_speech_starts_at_once_and_pauses_only_where_the_text_does() -> None:
+    from voxserve.models.hibari_tts import HibariTtsEngine
+    from voxserve.models.speech_trim import SENTENCE_PAUSE_S, TAIL_KEEP_S
+
+    chunk = HibariTtsEngine().synthesize("Sure, I can help. The weather in Paris is sunny today.")
+    rate, audio = chunk.sample_rate, chunk.audio
+    window = rate // 100
+    db = 20 * np.log10(np.sqrt(np.mean(
+        audio[:audio.size // window * window].reshape(-1, window) ** 2, axis=1)) + 1e-9)
+    loud = db > db.max() - 40
+    assert loud[:4].any(), "no sound in the first 40 ms"
+    # the trailing silence is the kept release only, not the engine's ~0.4 s of padding
+    assert (loud.size - 1 - np.flatnonzero(loud)[-1]) / 100 <= TAIL_KEEP_S + 0.02
+    # the longest pause is the one sentence break, and it is the chosen length, not ~0.7 s
+    gaps, run = [], 0
+    for v in loud:
+        run = 0 if v else run + 1
+        gaps.append(run)
+    assert SENTENCE_PAUSE_S - 0.05 <= max(gaps) / 100 <= SENTENCE_PAUSE_S + TAIL_KEEP_S + 0.1
+    assert chunk.words[0].start_s < 0.15 and chunk.words[-1].end_s <= audio.size / rate + 1e-6

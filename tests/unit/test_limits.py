@@ -15,6 +15,7 @@ from tests.unit.fakes import (
     Clock, FakePipeline, FakeTransport, append_event, start_session, stop_session, tone_pcm16,
 )
 from voxserve.config import LimitsOptions, VoxServeOptions
+from voxserve.models.speech_trim import SENTENCE_PAUSE_S
 from voxserve.protocol.dialects import Dialect
 from voxserve.session.limits import InputLimits, Refusals, TokenBucket
 from voxserve.session.playback import Playback
@@ -207,7 +208,7 @@ def test_playback_paces_past_the_lead_and_a_flush_resets_it() -> None:
 
 
 async def test_a_long_answer_is_paced_to_the_lead_and_arrives_whole() -> None:
-    # 12 words of fake speech are 3 s of audio; with a 1 s lead about 2 s of it waits
+    # 12 words of fake speech are 3 s of audio and 3 sentence pauses; with a 1 s lead most waits
     pipeline = FakePipeline(tokens=["one two three. "] * 4)
     session, tr, _, task = await start_session(
         Dialect.GA, pipeline, limits=LimitsOptions(max_audio_lead_seconds=1.0))
@@ -216,7 +217,7 @@ async def test_a_long_answer_is_paced_to_the_lead_and_arrives_whole() -> None:
     assert session.responder.playback.paced_s > 1.0
     audio_ms = sum(len(e["delta"]) * 3 // 4 for e in tr.sent
                    if e["type"] == "response.output_audio.delta") / 48
-    assert audio_ms == pytest.approx(3000, rel=0.05)
+    assert audio_ms == pytest.approx(3000 + 3 * 1000 * SENTENCE_PAUSE_S, rel=0.05)
     await stop_session(tr, task, Dialect.GA)
 
 

@@ -24,7 +24,9 @@ TD = TurnDetection()
 
 
 async def _talking(**overrides):  # type: ignore[no-untyped-def]
-    pipe = FakePipeline(tokens=[f"word{i}. " for i in range(60)], token_delay=0.02)
+    # 60 words in sentences of ten: ~16 s of speech that plays on while the user talks
+    words = [f"word{i}" + (". " if i % 10 == 9 else " ") for i in range(60)]
+    pipe = FakePipeline(tokens=words, token_delay=0.02)
     session, tr, _, task = await start_session(Dialect.BETA, pipe, **overrides)
     tr.push({"type": "conversation.item.create", "item": {
         "type": "message", "role": "user", "content": [{"type": "input_text", "text": "talk"}]}})

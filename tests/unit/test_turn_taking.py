@@ -96,8 +96,9 @@ async def test_resumed_speech_does_not_end_the_turn() -> None:
 
 
 async def _talking_agent(transcript: str, **overrides):  # type: ignore[no-untyped-def]
-    pipe = FakePipeline(tokens=[f"word{i}. " for i in range(60)], token_delay=0.02,
-                        transcript=transcript)
+    # 60 words in sentences of ten: ~16 s of speech that plays on while the user talks
+    words = [f"word{i}" + (". " if i % 10 == 9 else " ") for i in range(60)]
+    pipe = FakePipeline(tokens=words, token_delay=0.02, transcript=transcript)
     session, tr, _, task = await start_session(Dialect.BETA, pipe, **overrides)
     tr.push(append_event(tone_pcm16(0.6) + silence_pcm16(0.8)))
     await tr.wait_for("response.audio.delta")

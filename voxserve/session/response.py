@@ -22,6 +22,7 @@ from opentelemetry import trace
 from voxserve.audio.formats import AudioFormat, b64encode
 from voxserve.audio.resample import resample
 from voxserve.models.base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, ToolSpec, Truncation, Word
+from voxserve.models.speech_trim import pause_after, trimmed
 from voxserve.protocol.ids import new_id
 from voxserve.protocol.items import ContentPart, Item
 from voxserve.protocol.server_events import (
@@ -334,6 +335,7 @@ class Response:
     async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
         """TTS worker: one piece of text at a time, transcript delta before its audio."""
         o = self.options
+        previous = ""  # the piece spoken before: its last mark sets the pause before the next
         while (text := await sentences.get()) is not None:
             clean = speakable(text).strip()
             if not clean:
@@ -349,7 +351,12 @@ class Response:
                 async for chunk in stream:
                     if not self.timings.first_tts_chunk:
                         self.timings.first_tts_chunk = time.monotonic()
-                    await self._send_audio(message, chunk.audio, chunk.sample_rate, chunk.words)
+                    # The first piece starts with its first sound; later ones after a pause
+                    # like a speaker's at that mark, not the engine's own padding.
+                    spoken = trimmed(chunk, pause_after(previous) if previous else 0.0)
+                    previous = ""
+                    await self._send_audio(message, spoken.audio, spoken.sample_rate, spoken.words)
+            previous = clean
 
     async def _send_audio(self, message: _MessageOutput, audio: np.ndarray, rate: int,
                           words: tuple[Word, ...]) -> None:
