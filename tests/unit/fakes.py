@@ -56,6 +56,8 @@ class FakePipeline:
         self.asr_requests: list[tuple[LanguageRequest, str | None, tuple[str, ...]]] = []
         self.asr_cancelled = 0
         self.asr_delay = 0.0
+        # set: a decode hears only the words already spoken at this rate (a growing transcript)
+        self.words_per_second: float | None = None
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
                          prompt: str | None = None, phrases: tuple[str, ...] = (),
@@ -68,9 +70,12 @@ class FakePipeline:
         except asyncio.CancelledError:
             self.asr_cancelled += 1
             raise
+        text = self.transcript
+        if self.words_per_second is not None:
+            text = " ".join(text.split()[:int(audio_16k.size / 16000 * self.words_per_second)])
         words = tuple(Word(w, 0.3 * i, 0.3 * (i + 1), 0.9) for i, w in
-                      enumerate(self.transcript.split())) if word_probabilities else ()
-        return Transcript(self.transcript, "en", audio_16k.size / 16000, words)
+                      enumerate(text.split())) if word_probabilities else ()
+        return Transcript(text, "en", audio_16k.size / 16000, words)
 
     async def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:  # type: ignore[override]
         self.requests.append(request)
@@ -187,13 +192,15 @@ async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: 
                         eot_model: Any = None, observer: Any = None,
                         transcription_only: bool = False,
                         transcription_models: Sequence[str] | None = None,
-                        limits: LimitsOptions | None = None, **overrides: Any):
+                        limits: LimitsOptions | None = None, partial_interval_ms: int = 0,
+                        **overrides: Any):
     pipeline = pipeline or FakePipeline()
     session_opts, vad_opts = session_options(**overrides)
     session = RealtimeSession(dialect, pipeline, EnergyVad, session_opts, vad_opts,
                               eot_model=eot_model, observer=observer,
                               transcription_only=transcription_only,
-                              transcription_models=transcription_models, limits=limits)
+                              transcription_models=transcription_models, limits=limits,
+                              partial_interval_ms=partial_interval_ms)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

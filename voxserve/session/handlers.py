@@ -169,6 +169,7 @@ async def input_audio_buffer_commit(ctx: SessionContext,
 @router.handles(ce.InputAudioBufferClearEvent)
 async def input_audio_buffer_clear(ctx: SessionContext, ev: ce.InputAudioBufferClearEvent) -> None:
     ctx.listener.clear()
+    ctx.transcriber.drop_partial()
     await ctx.send(ClearedEvent())
 
 
@@ -198,12 +199,14 @@ async def input_audio_turn_end(ctx: SessionContext, ev: ce.InputAudioTurnEndEven
 @router.handles(ce.InputAudioTurnCancelEvent)
 async def input_audio_turn_cancel(ctx: SessionContext, ev: ce.InputAudioTurnCancelEvent) -> None:
     ctx.listener.cancel_client_turn(ev.turn_id)
+    ctx.transcriber.drop_partial()
     await ctx.send(ClearedEvent())
 
 
 @router.handles(ce.InputAudioClearEvent)
 async def input_audio_clear(ctx: SessionContext, ev: ce.InputAudioClearEvent) -> None:
     ctx.listener.clear()
+    ctx.transcriber.drop_partial()
     await ctx.send(ClearedEvent())
 
 

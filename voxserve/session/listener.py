@@ -50,6 +50,14 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
+class SpeechGrew:
+    """Another `partial_interval_ms` of the speech under way: `audio` is all of it so far (for a
+    partial transcript)."""
+    item_id: str
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
 class SpeechLasted:
     """The speech under way has lasted `interrupt_min_ms` (onset to its last voiced window)."""
 
@@ -74,7 +82,7 @@ class IdleTimedOut:
     td: TurnDetection
 
 
-Heard = SpeechStarted | SpeechLasted | TurnEnded | IdleTimedOut
+Heard = SpeechStarted | SpeechGrew | SpeechLasted | TurnEnded | IdleTimedOut
 
 
 def threaded(model: EndOfTurnModel | None) -> AudioP | None:
@@ -134,8 +142,11 @@ class Listener:
                  max_buffer_seconds: float, decode: Decode, audio_p: AudioP | None,
                  tasks: TaskOwner, begin_turn: Callable[[float], Turn],
                  on_heard: Callable[[Heard], Awaitable[None]], session_id: str = "",
+                 partial_interval_ms: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._session_id = session_id  # carried by its log lines
+        self._partial_every = samples_of(partial_interval_ms)  # 0: no SpeechGrew reports
+        self._partial_at = 0  # sample of the last SpeechGrew
         self.buffer = InputBuffer(max_buffer_seconds, clock=clock)
         # decode, resample, echo cancellation and noise suppression; the session replaces it
         # when its settings change
@@ -229,6 +240,12 @@ class Listener:
                 and detector.voiced_samples >= samples_of(self._vad.interrupt_min_ms)):
             self._lasted = True
             await self._on_heard(SpeechLasted())
+        if (self._partial_every and detector.speaking and not detector.paused
+                and self._speech_item is not None
+                and self.buffer.total_samples - self._partial_at >= self._partial_every):
+            # while the user talks, not in a pause: the pause's own decode covers that
+            self._partial_at = self.buffer.total_samples
+            await self._on_heard(SpeechGrew(self._speech_item, self.buffer.audio(self._speech_start)))
         if not detector.speaking:
             await self._check_idle(detector.options)
             # between turns only the prefix-padding window (and a margin) is kept
@@ -244,6 +261,7 @@ class Listener:
         start = max(self.buffer.start_sample, onset - samples_of(td.prefix_padding_ms))
         self._speech_item = new_id("item")
         self._speech_start = start
+        self._partial_at = onset
         await self._on_heard(SpeechStarted(self._speech_item, onset, start, td))
 
     def _open_scope(self, pause: Pause, detector: TurnDetector) -> None:

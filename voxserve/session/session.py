@@ -75,7 +75,7 @@ class RealtimeSession:
                  model_names: dict[str, str] | None = None, transcription_only: bool = False,
                  transcription_models: Collection[str] | None = None,
                  initial_config: SessionConfig | None = None,
-                 limits: LimitsOptions | None = None,
+                 limits: LimitsOptions | None = None, partial_interval_ms: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
@@ -115,7 +115,7 @@ class RealtimeSession:
             vad_factory=vad_factory, vad=vad, max_buffer_seconds=limits.max_buffer_seconds,
             decode=self.transcriber.decode, audio_p=threaded(eot_model),
             tasks=TaskOwner(self._spawn), begin_turn=self._begin_turn, on_heard=self._on_heard,
-            session_id=self.id, clock=clock)
+            session_id=self.id, partial_interval_ms=partial_interval_ms, clock=clock)
         self.responder = Responder(
             session_id=self.id, conversation=self.conversation, pipeline=pipeline, send=self.send,
             tasks=TaskOwner(self._spawn), observer=self.observer, config=config,

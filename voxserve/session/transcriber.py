@@ -30,6 +30,7 @@ from voxserve.protocol.server_events import (
 from voxserve.protocol.session_config import SessionConfig
 from voxserve.session.conversation import Conversation
 from voxserve.session.end_of_turn import remove_fillers
+from voxserve.session.partial_transcript import PartialTranscript
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.turn import Turn
@@ -73,6 +74,11 @@ class Transcriber:
         self._tasks = tasks
         self._config = config
         self._clock = clock
+        # the partial transcript of the speech under way (one item at a time) and its decode
+        self._partial_item: str | None = None
+        self._partial = PartialTranscript()
+        self._partial_task: asyncio.Task[None] | None = None
+        self.partial_decodes = 0  # started; a decode still running when the next is due is skipped
 
     async def decode(self, audio: np.ndarray) -> Transcript | Exception:
         """One decode with the session's language, prompt and phrases. A failure is returned,
@@ -99,6 +105,53 @@ class Transcriber:
     def cancel(self) -> None:
         self._tasks.cancel()
 
+    # ---- partial transcripts while the user talks -------------------------------------------
+
+    def partial(self, item_id: str, audio: np.ndarray) -> None:
+        """Re-decode the speech under way and send what the decodes agree on as a delta. At most
+        one partial decode runs per session: one still running when the next is due means the
+        ASR is busy, and the newer audio waits for the next interval."""
+        if self._config().transcription is None:
+            return  # nobody asked for transcripts
+        if item_id != self._partial_item:
+            self.drop_partial()
+            self._partial_item, self._partial = item_id, PartialTranscript()
+        if self._partial_task is not None and not self._partial_task.done():
+            return
+        self.partial_decodes += 1
+        self._partial_task = self._tasks.start(self._partial_decode(item_id, audio, self._partial))
+
+    async def _partial_decode(self, item_id: str, audio: np.ndarray,
+                              partial: PartialTranscript) -> None:
+        result = await self.decode(audio)
+        if isinstance(result, Exception) or partial is not self._partial:
+            return  # a failed partial is not reported: the final decode reports its own failure
+        delta = partial.update(self._cleaned(result.text))
+        if delta:
+            await self._send(TranscriptionDeltaEvent(item_id=item_id, content_index=0, delta=delta))
+
+    def _take_partial(self, item_id: str) -> PartialTranscript | None:
+        """The final decode of `item_id` is here: its partial transcript, if one was sent."""
+        if item_id != self._partial_item:
+            return None
+        partial = self._partial
+        self.drop_partial()
+        return partial if partial.sent_words else None
+
+    def drop_partial(self) -> None:
+        """No partial decode runs on, nor its transcript (the speech was cleared, or is a burst
+        over the agent that may never be committed)."""
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+        self._partial_task = None
+        self._partial_item = None
+        self._partial = PartialTranscript()
+
+    def _cleaned(self, text: str) -> str:
+        text = text.strip()
+        td = self._config().turn_detection
+        return remove_fillers(text) if td is not None and td.remove_filler_words else text
+
     async def _run(self, item: Item, audio: np.ndarray, future: asyncio.Future[str],
                    decoded: asyncio.Task[Transcript | Exception] | None,
                    turn: Turn | None) -> None:
@@ -114,21 +167,22 @@ class Transcriber:
         except asyncio.CancelledError:
             future.cancel()
             raise
+        partial = self._take_partial(item.id)
         if isinstance(result, Exception):
             await self._failed(item, future, result)
             return
-        text = result.text.strip()
+        text = self._cleaned(result.text)
         cfg = self._config()
-        if cfg.turn_detection is not None and cfg.turn_detection.remove_filler_words:
-            text = remove_fillers(text)
         item.content[0].transcript = text
         if not future.done():
             future.set_result(text)
         if cfg.transcription is not None:
             logprobs = _logprobs(result) if cfg.transcription_logprobs else None
-            if text:
+            # after partials, only what completes them (nothing when the final revised one)
+            delta = text if partial is None else partial.remainder(text)
+            if delta:
                 await self._send(TranscriptionDeltaEvent(item_id=item.id, content_index=0,
-                                                         delta=text, logprobs=logprobs))
+                                                         delta=delta, logprobs=logprobs))
             await self._send(TranscriptionCompletedEvent(item_id=item.id, content_index=0,
                                                          transcript=text,
                                                          audio_seconds=result.audio_seconds,

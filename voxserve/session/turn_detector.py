@@ -96,6 +96,11 @@ class TurnDetector:
     def speaking(self) -> bool:
         return self._speaking
 
+    @property
+    def paused(self) -> bool:
+        """Speaking, but silent for the first-pause time: the turn may be ending."""
+        return self._speaking and self._paused
+
     def require_silence(self, ms: int) -> None:
         """The silence that ends the current pause (semantic end of turn). Applies until speech
         resumes; if that much silence has already passed, the next window ends the turn."""

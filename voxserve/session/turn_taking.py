@@ -27,7 +27,7 @@ from voxserve.session.conversation import Conversation
 from voxserve.session.end_of_turn import is_backchannel
 from voxserve.session.input_buffer import RATE, ms
 from voxserve.session.listener import (
-    Heard, IdleTimedOut, Listener, SpeechLasted, SpeechStarted, TurnEnded,
+    Heard, IdleTimedOut, Listener, SpeechGrew, SpeechLasted, SpeechStarted, TurnEnded,
 )
 from voxserve.session.observer import SessionObserver
 from voxserve.session.responder import Responder
@@ -99,6 +99,10 @@ class TurnTaking:
         match heard:
             case SpeechStarted():
                 await self._speech_started(heard)
+            case SpeechGrew():
+                # not for a burst over the agent: it may be dropped, never committed
+                if self._interruption is None:
+                    self._transcriber.partial(heard.item_id, heard.audio)
             case SpeechLasted():
                 if self._interruption is not None:  # long enough: a real interruption
                     await self.cancel_response("turn_detected")
