@@ -25,6 +25,7 @@ output; later steps reuse them and extend only the self-attention (`.decoder.`) 
 
 from __future__ import annotations
 
+import codecs
 import logging
 import math
 import re
@@ -88,7 +89,8 @@ def parse_tokenizer(data: bytes) -> tuple[bytes, ...]:
 
 def detokenize(pieces: Sequence[bytes], ids: Sequence[int]) -> str:
     """The text of `ids`: pieces joined as bytes (a character may span byte-fallback tokens),
-    decoded as UTF-8, word marks made spaces; special and padding tokens are dropped."""
+    decoded as UTF-8, word marks made spaces; special and padding tokens are dropped, and so is
+    a character left unfinished at the end."""
     out = bytearray()
     for token in ids:
         if token < FIRST_TEXT_ID or token >= len(pieces):
@@ -99,7 +101,10 @@ def detokenize(pieces: Sequence[bytes], ids: Sequence[int]) -> str:
             out.append(int(byte.group(1), 16))
         elif not _PADDING_PIECE.fullmatch(piece):
             out += piece
-    return out.decode("utf-8", errors="replace").replace(SPACE, " ").strip()
+    # A decode stopped by the token cap can end inside a character: drop that tail rather than
+    # show a replacement mark (an invalid byte elsewhere is still replaced).
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(out), final=False)
+    return text.replace(SPACE, " ").strip()
 
 
 def token_cap(samples: int) -> int:

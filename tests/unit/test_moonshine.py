@@ -55,7 +55,9 @@ def test_detokenize_joins_bytes_spaces_words_and_drops_specials() -> None:
     # piece, the special ids and an id outside the vocabulary are dropped; "<<" is text
     assert detokenize(pieces, ids) == "Hello, café€\n ok<<"
     assert detokenize(pieces, [1, 2]) == ""
-    assert detokenize(pieces, [6]) == "\ufffd"  # half a character: replaced, not an exception
+    # half a character: at the end (a decode cut by the cap) dropped, inside replaced
+    assert detokenize(pieces, [3, 6]) == "Hello"
+    assert detokenize(pieces, [6, 3]) == "\ufffd Hello"
 
 
 # -- token cap and the decode loop ------------------------------------------------------------------
