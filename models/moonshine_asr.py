@@ -1,12 +1,17 @@
 """Speech to text with Moonshine tiny-en on plain onnxruntime: a fast, English-only ASR engine.
 
 Moonshine's encoder takes the raw 16 kHz samples (no 30 s padding, unlike Whisper), so a decode
-costs in proportion to the audio: ~50-80 ms for a 3 s turn on one thread here, against ~1.5 s for
-Whisper base. That makes re-decoding a growing turn for partial transcripts affordable
-(`docs/perf/asr-report.md`). The weights are package data of `moonshine-voice==0.1.0`, installed
-with `--no-deps` by `scripts/setup`; its own code (a native library with a downloader) is never
-imported: the files are found through the distribution's metadata and sha256-checked
-(`models.weights`).
+costs in proportion to the audio: ~70 ms for a 3 s turn on one thread here, against ~750 ms for
+Whisper base on two (`docs/perf/asr-report.md`, which also has the WER of both, clean and in
+noise). That makes re-decoding a growing turn for partial transcripts affordable, at about a third
+of a core per talking user every 250 ms. It was measured on turns framed as the session frames
+them (300 ms before the speech, the 200 ms pause after): speech cut tight at the end can go
+badly wrong ("3." for a whole sentence), and partials over little speech or cut mid-word can loop
+until the token cap ("amiable, amiable, ...") or hallucinate.
+
+The weights are package data of `moonshine-voice==0.1.0`, installed with `--no-deps` by
+`scripts/setup`; its own code (a native library with a downloader) is never imported: the files
+are found through the distribution's metadata and sha256-checked (`models.weights`).
 
 What it cannot do, and how the `AsrEngine` calls are mapped:
 - English only. `language` None, "en", "en-US" or a candidate list that contains English decode

@@ -113,10 +113,11 @@ MOONSHINE_MODEL = "packaged:moonshine-tiny-en"
 
 class AsrOptions(BaseModel):
     """The ASR engine and its settings. `faster_whisper` (Whisper, 99 languages) is the default;
-    `moonshine` (Moonshine tiny-en, models/moonshine_asr.py) is English only, ~20x faster per
-    turn on CPU and serves one model, `packaged:moonshine-tiny-en`. For moonshine, `model`
-    defaults to it and `cpu_threads` to 1; `compute_type` is not read; settings it cannot honour
-    (word times, a beam, CUDA, a language list without English) are refused here, at start."""
+    `moonshine` (Moonshine tiny-en, models/moonshine_asr.py) is English only, 6-10x faster per
+    turn on CPU, less accurate in noise (docs/perf/asr-report.md), and serves one model,
+    `packaged:moonshine-tiny-en`. For moonshine, `model` defaults to it and `cpu_threads` to 1;
+    `compute_type` is not read; settings it cannot honour (word times, a beam, CUDA, a language
+    setting without English) are refused here, at start."""
 
     model_config = _STRICT
     engine: Literal["faster_whisper", "moonshine"] = "faster_whisper"
