@@ -114,7 +114,8 @@ def clicks(n: int, rng: np.random.Generator) -> np.ndarray:
             burst = rng.standard_normal(length) * np.exp(-np.arange(length) / (length / 4))
             burst = np.diff(burst, prepend=0.0)  # high-passed: the bright tick of a plastic key
             end = min(n, start + length)
-            out[start:end] += amp * burst[:end - start]
+            if end > start:  # a key released after the end of the noise is not heard
+                out[start:end] += amp * burst[:end - start]
     return out
 
 

@@ -91,7 +91,9 @@ class Outcome:
     latency_ms: float | None  # first end at or after the last word, from the VAD's silence start
 
 
-def _allison(limit: int) -> list[tuple[str, np.ndarray, str]]:
+def _allison(limit: int, min_words: int = 9) -> list[tuple[str, np.ndarray, str]]:
+    """Up to `limit` voice-actor prompts (name, 16 kHz audio, transcript) of `min_words` words or
+    more, in a fixed shuffled order; bench/asr.py takes shorter ones too."""
     if not ALLISON_TEXT.is_file():
         return []
     import av
@@ -102,7 +104,7 @@ def _allison(limit: int) -> list[tuple[str, np.ndarray, str]]:
         text = text.strip()
         path = ALLISON / f"{name}.g722"
         # whole sentences of some length; prompts that trail off ("...") are unfinished by design
-        if len(text.split()) < 9 or text.endswith("...") or not path.is_file():
+        if len(text.split()) < min_words or text.endswith("...") or not path.is_file():
             continue
         with av.open(str(path), format="g722") as c:
             pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])

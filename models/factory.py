@@ -42,6 +42,12 @@ def _loading(what: str) -> Iterator[None]:
 
 
 def build_asr(opts: AsrOptions) -> AsrEngine:
+    if opts.engine == "moonshine":
+        from .moonshine_asr import MoonshineEngine
+
+        # the options have checked the model: Moonshine's one packaged model is all it serves
+        with _loading(f"ASR {opts.model}"):
+            return MoonshineEngine(cpu_threads=opts.cpu_threads)
     from .weights import whisper_base_dir
     from .whisper_asr import FasterWhisperEngine
 

