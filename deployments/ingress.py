@@ -296,7 +296,8 @@ class IngressDeployment:
                                   model_names=self._model_names,
                                   transcription_models=self._options.asr.transcription_models,
                                   transcription_only=transcription_only,
-                                  initial_config=initial, limits=self._options.limits)
+                                  initial_config=initial, limits=self._options.limits,
+                                  asr=self._options.asr)
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

@@ -20,11 +20,11 @@ from opentelemetry.trace import Span
 from ray import serve
 
 from voxserve import process_stats
-from voxserve.config import AsrOptions, LlmOptions, TtsOptions
+from voxserve.config import MOONSHINE_MODEL, AsrOptions, LlmOptions, TtsOptions, fast_engine
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.languages import LanguageRequest, request
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
-from voxserve.models.factory import build_asr, build_llm, build_tts
+from voxserve.models.factory import build_asr, build_english_asr, build_llm, build_tts
 from voxserve.tracing import mark_cancelled, tracer
 
 log = logging.getLogger("voxserve.stages")
@@ -76,25 +76,34 @@ class AsrDeployment(_Stage):
 
     def __init__(self, options: dict[str, Any]) -> None:
         started = time.monotonic()
-        opts = AsrOptions.model_validate(options)
+        self._opts = opts = AsrOptions.model_validate(options)
         self._engine = build_asr(opts)
+        self._english = build_english_asr(opts)  # English turns, when a fast engine serves them
         # one decode per worker at a time; more requests queue here rather than oversubscribe
         self._slots = asyncio.Semaphore(opts.num_workers)
+        # Moonshine decodes in ~70 ms: it gets its own slot, so an English turn never waits
+        # behind a ~1 s Whisper decode of another session
+        self._english_slots = asyncio.Semaphore(1)
         self._language = request(opts.language)  # the operator's, when a session names none
-        self._loaded(opts.model, started)
+        self._loaded(opts.model if self._english is None else f"{opts.model}+{MOONSHINE_MODEL}",
+                     started)
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
                          prompt: str | None = None, phrases: tuple[str, ...] = (),
                          word_probabilities: bool = False) -> Transcript:
+        english = self._english is not None and fast_engine(
+            self._opts, language, prompt, phrases, word_probabilities)
+        engine, slots = ((self._english, self._english_slots) if english and self._english
+                         else (self._engine, self._slots))
         with tracer().start_as_current_span("asr.transcribe", attributes={
-                "voxserve.model": self._info["model"],
+                "voxserve.model": MOONSHINE_MODEL if english else self._opts.model,
                 "voxserve.audio_seconds": round(audio_16k.size / 16000, 3)}) as span:
-            # on a cancel the decode thread finishes on its own (ctranslate2 cannot be
+            # on a cancel the decode thread finishes on its own (neither engine can be
             # interrupted) and its result is dropped
-            async with self._slots:
+            async with slots:
                 with self._counting_cancel(span):
                     result: Transcript = await asyncio.to_thread(
-                        self._engine.transcribe, audio_16k,
+                        engine.transcribe, audio_16k,
                         self._language if language is None else language, prompt,
                         phrases=phrases, word_timestamps=True if word_probabilities else None)
             span.set_attributes({"voxserve.decode_ms": round(result.decode_seconds * 1000, 1),

@@ -12,7 +12,7 @@ import numpy as np
 
 from voxserve.languages import LanguageRequest
 from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript, Word
-from voxserve.config import LimitsOptions, SessionOptions, VadOptions
+from voxserve.config import AsrOptions, LimitsOptions, SessionOptions, VadOptions
 from voxserve.session.session import RealtimeSession
 
 
@@ -192,7 +192,7 @@ async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: 
                         eot_model: Any = None, observer: Any = None,
                         transcription_only: bool = False,
                         transcription_models: Sequence[str] | None = None,
-                        limits: LimitsOptions | None = None, partial_interval_ms: int = 0,
+                        limits: LimitsOptions | None = None, asr: AsrOptions | None = None,
                         **overrides: Any):
     pipeline = pipeline or FakePipeline()
     session_opts, vad_opts = session_options(**overrides)
@@ -200,7 +200,7 @@ async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: 
                               eot_model=eot_model, observer=observer,
                               transcription_only=transcription_only,
                               transcription_models=transcription_models, limits=limits,
-                              partial_interval_ms=partial_interval_ms)
+                              asr=asr)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

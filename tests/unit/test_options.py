@@ -60,3 +60,19 @@ def test_llm_seed_and_temperature_override_are_off_by_default_and_validated() ->
     assert fixed.llm.seed == 1234 and fixed.llm.temperature == 0.0
     with pytest.raises(OptionsError, match="temperature"):
         load_options(data={"llm": {"temperature": 3}})
+
+
+def test_english_turns_go_to_the_fast_engine_unless_they_ask_for_what_only_whisper_does() -> None:
+    from voxserve.config import AsrOptions, fast_engine
+
+    default = AsrOptions()
+    assert default.engine == "faster_whisper" and default.english == "moonshine"
+    assert fast_engine(default, None)  # asr.language is "en"
+    assert fast_engine(default, "en") and fast_engine(default, "en-GB")
+    assert not fast_engine(default, "es") and not fast_engine(default, ("en", "es"))
+    assert not fast_engine(default, "en", prompt="VoxServe, Ray")
+    assert not fast_engine(default, "en", phrases=("Contoso",))
+    assert not fast_engine(default, "en", word_probabilities=True)
+    assert not fast_engine(AsrOptions(language=None), None)  # detection among all: Whisper
+    assert not fast_engine(AsrOptions(english=None), "en")
+    assert fast_engine(AsrOptions(engine="moonshine"), "en", phrases=("x",))

@@ -53,3 +53,10 @@ def test_remainder_completes_the_sent_words_into_the_final() -> None:
 
 def test_without_partials_the_final_is_the_whole_delta() -> None:
     assert PartialTranscript().remainder("Hello there.") == "Hello there."
+
+
+def test_a_looping_decode_is_ignored() -> None:
+    p = PartialTranscript()
+    p.update("Had he married a")
+    assert p.update("Had he married a more amiable, amiable, amiable, amiable,") == ""
+    assert p.update("Had he married a more amiable woman") == "Had he married a"

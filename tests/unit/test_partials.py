@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.unit.fakes import FakePipeline, append_event, silence_pcm16, start_session, stop_session, tone_pcm16
+from voxserve.config import AsrOptions
 from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.unit
@@ -22,14 +23,18 @@ async def _talk(tr, seconds: float, step_s: float = 0.04) -> None:  # type: igno
         await asyncio.sleep(0.005)
 
 
-async def _session(interval_ms: int, transcription: bool = True):  # type: ignore[no-untyped-def]
+async def _session(interval_ms: int, transcription: bool = True,  # type: ignore[no-untyped-def]
+                   language: str | None = None, english: str | None = "moonshine"):
     pipe = FakePipeline(transcript=SENTENCE)
     pipe.words_per_second = 3.0
-    session, tr, _, task = await start_session(Dialect.GA, pipe, partial_interval_ms=interval_ms)
+    session, tr, _, task = await start_session(
+        Dialect.GA, pipe, asr=AsrOptions(partial_interval_ms=interval_ms, english=english))
     audio: dict = {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300,
                                       "create_response": False}}
     if transcription:
         audio["transcription"] = {"model": "gpt-4o-transcribe"}
+        if language:
+            audio["transcription"]["language"] = language
     tr.push({"type": "session.update", "session": {"type": "realtime", "audio": {"input": audio}}})
     await tr.wait_for("session.updated")
     return session, tr, pipe, task
@@ -51,17 +56,25 @@ async def test_deltas_arrive_while_talking_and_add_up_to_the_transcript() -> Non
     await stop_session(tr, task, Dialect.GA)
 
 
-async def test_no_partials_without_transcription_or_with_the_interval_off() -> None:
-    for interval, transcription in ((250, False), (0, True)):
-        session, tr, pipe, task = await _session(interval, transcription)
-        await _talk(tr, 2.0)
-        tr.push(append_event(silence_pcm16(1.0)))
-        await tr.wait_for("input_audio_buffer.committed")
-        await asyncio.sleep(0.1)
-        assert session.transcriber.partial_decodes == 0
-        deltas = [e for e in tr.sent if e["type"] == DELTA]
-        assert len(deltas) == (1 if transcription else 0)  # the final's one delta, as before
-        await stop_session(tr, task, Dialect.GA)
+@pytest.mark.parametrize(("interval", "transcription", "language", "english"), [
+    (250, False, None, "moonshine"),  # nobody asked for transcripts
+    (0, True, None, "moonshine"),  # partials off
+    (250, True, "es", "moonshine"),  # a Spanish turn goes to Whisper, too slow to re-decode
+    (250, True, None, None),  # no fast engine at all
+], ids=["no-transcription", "off", "spanish", "whisper-only"])
+async def test_no_partials_unless_asked_for_and_on_the_fast_engine(
+        interval: int, transcription: bool, language: str | None, english: str | None) -> None:
+    session, tr, pipe, task = await _session(interval, transcription, language, english)
+    await _talk(tr, 2.0)
+    tr.push(append_event(silence_pcm16(1.0)))
+    await tr.wait_for("input_audio_buffer.committed")
+    await asyncio.sleep(0.1)
+    assert session.transcriber.partial_decodes == 0
+    # the final's one delta, as before (after the commit: the decode waits for the pause)
+    if transcription:
+        await tr.wait_for("conversation.item.input_audio_transcription.completed")
+    assert len([e for e in tr.sent if e["type"] == DELTA]) == (1 if transcription else 0)
+    await stop_session(tr, task, Dialect.GA)
 
 
 async def test_a_busy_asr_skips_partials_instead_of_queueing_them() -> None:

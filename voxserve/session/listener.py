@@ -36,6 +36,9 @@ from voxserve.session.turn_detector import Pause, Resume, SpeechStart, SpeechSto
 log = logging.getLogger("voxserve.listener")
 
 MIN_COMMIT_MS = 100  # shorter buffers are refused as empty, as the reference service does
+# Partials start once this much has been said: on a buffer of mostly padding Moonshine invents
+# words ("You", repeated; measured in docs/perf/asr-report.md)
+FIRST_PARTIAL_MS = 500
 
 Decode = Callable[[np.ndarray], Coroutine[Any, Any, Transcript | Exception]]  # never raises
 AudioP = Callable[[np.ndarray], Awaitable[float | None]]  # P(turn complete), None if unknown
@@ -242,6 +245,7 @@ class Listener:
             await self._on_heard(SpeechLasted())
         if (self._partial_every and detector.speaking and not detector.paused
                 and self._speech_item is not None
+                and detector.voiced_samples >= samples_of(FIRST_PARTIAL_MS)
                 and self.buffer.total_samples - self._partial_at >= self._partial_every):
             # while the user talks, not in a pause: the pause's own decode covers that
             self._partial_at = self.buffer.total_samples

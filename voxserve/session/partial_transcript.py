@@ -22,6 +22,13 @@ def _key(word: str) -> str:
     return _KEY.sub("", word).lower()
 
 
+def _looping(words: list[str], run: int = 3) -> bool:
+    """The same word `run` times in a row: a small decoder's loop on a cut-off buffer
+    ("amiable, amiable, amiable,"), seen on growing prefixes; people rarely say it."""
+    keys = [_key(w) for w in words]
+    return any(len(set(keys[i:i + run])) == 1 for i in range(len(keys) - run + 1))
+
+
 class PartialTranscript:
     """The agreed words of one user item's successive decodes and what was sent of them."""
 
@@ -36,6 +43,8 @@ class PartialTranscript:
     def update(self, hypothesis: str) -> str:
         """The delta to send after a new decode ("" for none)."""
         words = hypothesis.split()
+        if _looping(words):
+            return ""  # a decoder stuck repeating itself: not evidence for or against any word
         agreed = 0
         for new, old in zip(words[:-1], self._previous, strict=False):
             if _key(new) != _key(old):

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from voxserve.audio.denoise import make_denoiser
 from voxserve.audio.echo import EchoReference
 from voxserve.audio.front_end import FrontEnd, aec3
-from voxserve.config import LimitsOptions, SessionOptions, VadOptions
+from voxserve.config import AsrOptions, LimitsOptions, SessionOptions, VadOptions, fast_engine
 from voxserve.models.base import EndOfTurnModel, VadModel
 from voxserve.protocol import client_events as ce
 from voxserve.protocol.dialects import Dialect
@@ -75,7 +75,7 @@ class RealtimeSession:
                  model_names: dict[str, str] | None = None, transcription_only: bool = False,
                  transcription_models: Collection[str] | None = None,
                  initial_config: SessionConfig | None = None,
-                 limits: LimitsOptions | None = None, partial_interval_ms: int = 0,
+                 limits: LimitsOptions | None = None, asr: AsrOptions | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
@@ -109,8 +109,13 @@ class RealtimeSession:
 
         def config() -> SessionConfig:
             return self._config
+        # partial transcripts while the user talks, on turns the fast ASR engine decodes
+        asr = asr or AsrOptions(partial_interval_ms=0)
+        partial_interval_ms = (asr.partial_interval_ms
+                               if asr.engine == "moonshine" or asr.english is not None else 0)
         self.transcriber = Transcriber(pipeline, self.conversation, self.send,
-                                       TaskOwner(self._spawn), config, self.id, clock)
+                                       TaskOwner(self._spawn), config, self.id, clock,
+                                       partials_for=lambda *recognised: fast_engine(asr, *recognised))
         self.listener = Listener(
             vad_factory=vad_factory, vad=vad, max_buffer_seconds=limits.max_buffer_seconds,
             decode=self.transcriber.decode, audio_p=threaded(eot_model),

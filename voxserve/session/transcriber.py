@@ -66,7 +66,9 @@ class Transcriber:
     def __init__(self, pipeline: Pipeline, conversation: Conversation,
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
                  config: Callable[[], SessionConfig], session_id: str = "",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 partials_for: Callable[[LanguageRequest, str | None, tuple[str, ...], bool], bool]
+                 = lambda *recognised: False) -> None:
         self._session_id = session_id  # carried by its log lines
         self._pipeline = pipeline
         self._conversation = conversation
@@ -79,6 +81,7 @@ class Transcriber:
         self._partial = PartialTranscript()
         self._partial_task: asyncio.Task[None] | None = None
         self.partial_decodes = 0  # started; a decode still running when the next is due is skipped
+        self._partials_for = partials_for  # does a turn asking for this get partials
 
     async def decode(self, audio: np.ndarray) -> Transcript | Exception:
         """One decode with the session's language, prompt and phrases. A failure is returned,
@@ -111,8 +114,10 @@ class Transcriber:
         """Re-decode the speech under way and send what the decodes agree on as a delta. At most
         one partial decode runs per session: one still running when the next is due means the
         ASR is busy, and the newer audio waits for the next interval."""
-        if self._config().transcription is None:
-            return  # nobody asked for transcripts
+        cfg = self._config()
+        if cfg.transcription is None or not self._partials_for(
+                *recognition(cfg), cfg.transcription_logprobs):
+            return  # nobody asked for transcripts, or the ASR is too slow to re-decode for them
         if item_id != self._partial_item:
             self.drop_partial()
             self._partial_item, self._partial = item_id, PartialTranscript()
