@@ -46,7 +46,7 @@ from voxserve.client import read_wav
 from voxserve.config import VadOptions
 from voxserve.models.base import Transcript
 from voxserve.protocol.session_config import EndOfUtterance, TurnDetection
-from voxserve.session.end_of_turn import text_complete
+from voxserve.session.end_of_turn import EAGERNESS, Waits, text_complete
 from voxserve.session.listener import Heard, Listener, SpeechStarted, TurnEnded
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.turn import Turn
@@ -114,7 +114,7 @@ def _allison(limit: int, min_words: int = 9) -> list[tuple[str, np.ndarray, str]
 
 
 def utterances(allison: int) -> list[tuple[str, np.ndarray, str]]:
-    out = [(p.stem[-4:], read_wav(p), p.with_suffix(".txt").read_text().strip())
+    out = [(p.stem[-4:], read_wav(p, RATE), p.with_suffix(".txt").read_text().strip())
            for p in sorted(DATA.glob("*.wav"))]
     return out + _allison(allison)
 
@@ -269,6 +269,75 @@ async def replay_all(turns: list[LabelledTurn], signals: Signals, vad: Any) -> l
             for mode, td in MODES.items()]
 
 
+class CachedVad:
+    """Silero's answers per window, kept: every mode and every candidate table replays the same
+    audio in the same windows, so the VAD runs once per window of the set."""
+
+    def __init__(self, vad: Any) -> None:
+        self._vad = vad
+        self.window_samples = vad.window_samples
+        self._seen: dict[bytes, float] = {}
+
+    def reset(self) -> None:
+        self._vad.reset()
+
+    def probability(self, window: np.ndarray) -> float:
+        key = window.tobytes()
+        if key not in self._seen:
+            self._seen[key] = self._vad.probability(window)
+        return self._seen[key]
+
+
+def halves(turns: list[LabelledTurn]) -> tuple[list[LabelledTurn], list[LabelledTurn]]:
+    """(tune, test): utterances alternate in name order, so each half has LibriVox clips and
+    prompts and the three turns of one utterance stay together."""
+    names = sorted({t.name for t in turns})
+    tune_names = set(names[0::2])
+    return ([t for t in turns if t.name in tune_names], [t for t in turns if t.name not in tune_names])
+
+
+# The semantic waits searched for "medium" (auto): the fast and mid waits and the audio model's
+# bar; the timeout stays 1500 ms.
+GRID_FAST = (150, 200, 250, 300)
+GRID_MID = (250, 350, 500, 700)
+GRID_CONFIDENT = (0.5, 0.6, 0.7, 0.8, 0.9)
+MEDIUM = "semantic_vad medium"
+
+
+async def _medium(turns: list[LabelledTurn], waits: Waits, signals: Signals, vad: Any) -> dict[str, Any]:
+    saved = dict(EAGERNESS)
+    EAGERNESS["medium"] = EAGERNESS["auto"] = waits
+    try:
+        rows = [await replay(t, MEDIUM, MODES[MEDIUM], signals, vad) for t in turns]
+    finally:
+        EAGERNESS.update(saved)
+    lat = [o.latency_ms for o in rows if o.kind == "complete" and o.latency_ms is not None]
+    return {"waits": asdict(waits), "turns": len(rows), "premature": sum(o.premature for o in rows),
+            "missed": sum(o.missed for o in rows), "complete_ms": pct(lat)}
+
+
+async def tune(turns: list[LabelledTurn], signals: Signals, vad: Any) -> dict[str, Any]:
+    """Choose "medium" on the tune half: the lowest median end-of-turn latency on complete turns
+    whose premature ends and missed ends are no more than today's table has on that half; then
+    measure today's table and the choice on the test half, which took no part in the choice."""
+    tune_set, test_set = halves(turns)
+    today = EAGERNESS["medium"]
+    base = await _medium(tune_set, today, signals, vad)
+    candidates = [Waits(fast=f, mid=m, max=today.max, confident=c)
+                  for f in GRID_FAST for m in GRID_MID if m >= f for c in GRID_CONFIDENT]
+    scored = []
+    for waits in tqdm(candidates, desc="tuning medium", unit="table"):
+        r = await _medium(tune_set, waits, signals, vad)
+        if r["premature"] <= base["premature"] and r["missed"] <= base["missed"]:
+            scored.append((r["complete_ms"].get("p50", 1e9), r["premature"], r["complete_ms"].get("p95", 1e9), r))
+    best = min(scored, key=lambda x: x[:3])[3] if scored else base
+    chosen = Waits(**best["waits"])
+    return {"tune_utterances": len(tune_set) // 3, "test_utterances": len(test_set) // 3,
+            "tune": {"today": base, "chosen": best},
+            "test": {"today": await _medium(test_set, today, signals, vad),
+                     "chosen": await _medium(test_set, chosen, signals, vad)}}
+
+
 def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in MODES:
@@ -291,6 +360,7 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
     lines = [
         "# Turn-taking benchmark", "",
+        f"Words at the pause from {report.get('asr', 'whisper')}.", "",
         f"{report['turns']} labelled turns ({report['utterances']} utterances x complete / cut / "
         "paused), replayed in 40 ms chunks. End-of-turn latency: from the VAD's silence start to "
         "the end of turn, on the complete turns. Premature: an end of turn before the last word, "
@@ -312,6 +382,21 @@ def markdown(report: dict[str, Any]) -> str:
               f"words read complete on {sig['final_text_ok']}",
               f"- at a cut or inserted pause: Smart Turn >= 0.5 on {sig['mid_audio_ok']}, "
               f"words read complete on {sig['mid_text_ok']}", ""]
+    if "tuning" in report:
+        t = report["tuning"]
+        lines += ["## Tuning semantic_vad medium (auto)", "",
+                  f"Searched on {t['tune_utterances']} utterances (every other one by name), "
+                  f"reported on the other {t['test_utterances']}, which took no part in the choice.", "",
+                  "| half | table | fast / mid / max ms, bar | premature | missed | complete EOT p50 / p95 ms |",
+                  "|---|---|---|---|---|---|"]
+        for half in ("tune", "test"):
+            for name in ("today", "chosen"):
+                r = t[half][name]
+                w = r["waits"]
+                lines.append(f"| {half} | {name} | {w['fast']} / {w['mid']} / {w['max']}, "
+                             f"{w['confident']} | {r['premature']} of {r['turns']} | {r['missed']} | "
+                             f"{r['complete_ms'].get('p50', '-')} / {r['complete_ms'].get('p95', '-')} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -321,19 +406,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allison", type=int, default=12,
                     help="voice-actor prompts to add to the LibriVox clips (if installed)")
     ap.add_argument("--asr-threads", type=int, default=2)
+    ap.add_argument("--asr", choices=("moonshine", "whisper"), default="moonshine",
+                    help="the engine whose words judge the pause: moonshine, as English sessions "
+                         "use by default (asr.english), or whisper (asr.english: null)")
     ap.add_argument("--signals-cache", type=Path,
                     help="reuse the signals measured by an earlier run (policy changes only)")
+    ap.add_argument("--tune", action="store_true",
+                    help="also search the semantic waits on one half of the utterances and "
+                         "report both tables on the other half")
     args = ap.parse_args(argv)
 
     from voxserve.models.silero_vad import SileroVad
     from voxserve.models.smart_turn import SmartTurn
     from voxserve.models.whisper_asr import FasterWhisperEngine
 
-    print("[turn-taking] loading Whisper base, Smart Turn v3.2 and Silero VAD", flush=True)
-    asr = FasterWhisperEngine(cpu_threads=args.asr_threads)
-    signals = Signals(asr, SmartTurn(), args.signals_cache)
-    vad = SileroVad()
-    turns = build_set(asr, args.allison)
+    print(f"[turn-taking] loading Whisper base (word times for the set), {args.asr} (the "
+          "pause's words), Smart Turn v3.2 and Silero VAD", flush=True)
+    whisper = FasterWhisperEngine(cpu_threads=args.asr_threads)
+    if args.asr == "moonshine":
+        from voxserve.models.moonshine_asr import MoonshineEngine
+        judge_asr: Any = MoonshineEngine(cpu_threads=1)
+    else:
+        judge_asr = whisper
+    signals = Signals(judge_asr, SmartTurn(), args.signals_cache)
+    vad = CachedVad(SileroVad())
+    turns = build_set(whisper, args.allison)
     print(f"[turn-taking] {len(turns)} labelled turns from {len(turns) // 3} utterances",
           flush=True)
     outcomes = asyncio.run(replay_all(turns, signals, vad))
@@ -370,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         "pauses": [{"turn": f"{k[0]}/{k[1]}", "pause_s": k[3] / RATE, "audio_p": round(v[0], 3),
                     "text": v[4], "text_complete": v[2]} for k, v in judged],
     }
+    report["asr"] = args.asr
+    if args.tune:
+        report["tuning"] = asyncio.run(tune(turns, signals, vad))
+        signals.save()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1))
