@@ -18,7 +18,8 @@ the speech (an adaptive suppressor has heard the room before the user talks, as 
 0.5 s after.
 
 Measured, per engine setting:
-- WER with Whisper base (`FasterWhisperEngine`, one thread, English) on the speech span plus
+- WER with Whisper base (`FasterWhisperEngine`, one thread, English; `--asr moonshine`: Moonshine
+  tiny-en, which English turns use by default) on the speech span plus
   300 ms either side (the session's prefix padding), aligned for the engine's delay;
 - speech missed: mixes where the session's VAD (`TurnDetector` over Silero, the session's
   defaults) is never in a turn during the speech;
@@ -164,11 +165,19 @@ def load_clips(limit: int) -> tuple[list[Clip], list[np.ndarray]]:
     return clips[:limit], [c.audio for c in clips] + spanish
 
 
-def run(variants: list[str], n_clips: int, realizations: int, seed: int) -> dict[str, Any]:
-    from voxserve.models.silero_vad import SileroVad
+def _asr(name: str) -> Any:
+    if name == "moonshine":
+        from voxserve.models.moonshine_asr import MoonshineEngine
+        return MoonshineEngine(cpu_threads=1)
     from voxserve.models.whisper_asr import FasterWhisperEngine
+    return FasterWhisperEngine(cpu_threads=1)
 
-    asr = FasterWhisperEngine(cpu_threads=1)
+
+def run(variants: list[str], n_clips: int, realizations: int, seed: int,
+        asr_name: str = "whisper") -> dict[str, Any]:
+    from voxserve.models.silero_vad import SileroVad
+
+    asr = _asr(asr_name)
     vad = SileroVad.shared()
     clips, recordings = load_clips(n_clips)
     speech_power = float(np.mean([_active_power(c.audio) for c in clips]))
@@ -242,7 +251,7 @@ def run(variants: list[str], n_clips: int, realizations: int, seed: int) -> dict
             res["us_per_10ms"] = res["cost_s"] / (res["audio_s"] * 100) * 1e6
         results[variant] = res
     return {"variants": results, "clips": [c.name for c in clips], "words": sum(len(normalize(c.text))
-            for c in clips), "realizations": realizations, "seed": seed, "presets": dict(PRESETS),
+            for c in clips), "realizations": realizations, "seed": seed, "presets": dict(PRESETS), "asr": asr_name,
             "environment": environment()}
 
 
@@ -257,6 +266,7 @@ def markdown(report: dict[str, Any]) -> str:
     keys = ["clean"] + [f"{k} {s} dB" for k in NOISES for s in SNRS]
     noisy = keys[1:]
     env = report["environment"]
+    asr = {"whisper": "Whisper base", "moonshine": "Moonshine tiny-en"}[report.get("asr", "whisper")]
     lines = [
         "# Noise suppression: WER, VAD false starts and cost per engine setting", "",
         f"`python -m bench.noise` on {env['cpus']} CPUs ({env['platform']}). Speech: "
@@ -270,12 +280,12 @@ def markdown(report: dict[str, Any]) -> str:
         "the same LibriVox reader, so at 0-5 dB it is intelligible competing speech that no "
         "suppressor can remove (they are trained to keep speech); Silero correctly calls it "
         "speech, which is why babble opens a turn and holds it. Stationary fan noise and clicks "
-        "never opened a turn, with or without suppression, at any of these levels. Whisper base "
-        "is itself robust to noise, so what a suppressor can add is small and its artefacts cost "
-        "words: compare each row with `none`.", "",
+        f"never opened a turn, with or without suppression, at any of these levels. Transcribed by "
+        f"{asr}. A suppressor's artefacts can cost words as well as save them: compare each row "
+        "with `none`.", "",
         "Presets (`voxserve.audio.denoise.PRESETS`): "
         + ", ".join(f"`{p}` -> `{e}`" for p, e in presets.items()) + ".", "",
-        "## WER (%), Whisper base", "",
+        f"## WER (%), {asr}", "",
         "| engine | " + " | ".join(keys) + " | mean noisy |",
         "|---|" + "---|" * (len(keys) + 1),
     ]
@@ -337,6 +347,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help=f"comma list of 'none' and engines: {', '.join(ENGINES)}")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--asr", choices=("whisper", "moonshine"), default="whisper",
+                        help="the engine that transcribes the mixes: whisper (base, as the presets "
+                             "were chosen) or moonshine (what English turns use by default)")
     parser.add_argument("--render", help="only write the markdown for this --json file")
     parser.add_argument("--reuse", help="a --json file of an earlier run on the same clips, draws and "
                         "seed: its variants are kept and only the others are measured")
@@ -351,10 +364,12 @@ def main() -> None:
     earlier: dict[str, Any] = {}
     if args.reuse:
         old = json.loads(Path(args.reuse).read_text())
-        if (old["seed"], old["realizations"], len(old["clips"])) != (args.seed, args.realizations, args.clips):
-            parser.error(f"{args.reuse} was measured on other clips, draws or seed")
+        if ((old["seed"], old["realizations"], len(old["clips"]), old.get("asr", "whisper"))
+                != (args.seed, args.realizations, args.clips, args.asr)):
+            parser.error(f"{args.reuse} was measured on other clips, draws, seed or ASR")
         earlier = {k: v for k, v in old["variants"].items() if k in wanted}
-    report = run([v for v in wanted if v not in earlier], args.clips, args.realizations, args.seed)
+    report = run([v for v in wanted if v not in earlier], args.clips, args.realizations, args.seed,
+                 args.asr)
     report["variants"] = {v: earlier.get(v) or report["variants"][v] for v in wanted}
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -40,9 +40,9 @@ class ServePipeline:
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
                          prompt: str | None = None, phrases: tuple[str, ...] = (),
-                         word_probabilities: bool = False) -> Transcript:
+                         word_probabilities: bool = False, noisy: bool = False) -> Transcript:
         response = self._asr.transcribe.remote(audio_16k, language, prompt, phrases,
-                                               word_probabilities)
+                                               word_probabilities, noisy)
         try:
             result: Transcript = await response
         except asyncio.CancelledError:

@@ -90,9 +90,9 @@ class AsrDeployment(_Stage):
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
                          prompt: str | None = None, phrases: tuple[str, ...] = (),
-                         word_probabilities: bool = False) -> Transcript:
+                         word_probabilities: bool = False, noisy: bool = False) -> Transcript:
         english = self._english is not None and fast_engine(
-            self._opts, language, prompt, phrases, word_probabilities)
+            self._opts, language, prompt, phrases, word_probabilities, noisy)
         engine, slots = ((self._english, self._english_slots) if english and self._english
                          else (self._engine, self._slots))
         with tracer().start_as_current_span("asr.transcribe", attributes={

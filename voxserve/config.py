@@ -192,13 +192,18 @@ class AsrOptions(BaseModel):
 
 
 def fast_engine(options: AsrOptions, language: LanguageRequest, prompt: str | None = None,
-                phrases: tuple[str, ...] = (), word_probabilities: bool = False) -> bool:
+                phrases: tuple[str, ...] = (), word_probabilities: bool = False,
+                noisy: bool = False) -> bool:
     """Whether a turn asking for `language` (None: the operator's `asr.language`) is decoded by
     Moonshine, the fast English engine: as `asr.engine`, or as `asr.english` for English turns
-    that ask for nothing only Whisper does (a prompt, phrases to favour, word probabilities)."""
+    that ask for nothing only Whisper does (a prompt, phrases to favour, word probabilities) and
+    are not `noisy`. A session that turns on noise suppression says its user is in noise, where
+    Moonshine falls behind: 28.9 % WER against Whisper's 17.6 % in fan noise at 5 dB, 35.0
+    against 24.3 % over all the noises (docs/perf/noise-report*.md), and suppression does not
+    close the gap (26.1 % with the deep preset)."""
     if options.engine == "moonshine":
         return True
-    if options.english is None or prompt or phrases or word_probabilities:
+    if options.english is None or prompt or phrases or word_probabilities or noisy:
         return False
     asked = options.language if language is None else language
     return asked is not None and normalise_all(asked) == ("en",)

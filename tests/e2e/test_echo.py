@@ -20,7 +20,7 @@ from tests.conformance import check_event
 from tests.e2e.conftest import Server
 from tests.e2e.test_drop_in import _voice_live
 from tests.e2e.test_spoken_turn import _paced
-from tests.speech import clip
+from tests.speech import clip, wer
 from voxserve.audio.formats import AudioFormat
 from voxserve.client import RATE, read_wav
 from voxserve.protocol.dialects import Dialect
@@ -78,7 +78,8 @@ async def test_with_echo_cancellation_only_the_user_interrupts(server: Server) -
 
 
 async def test_a_client_reference_session_completes_a_spoken_turn(server: Server) -> None:
-    question = read_wav(clip("0880")[0])  # "he was not an ill disposed young man"
+    wav, words = clip("0880")  # "he was not an ill disposed young man"
+    question = read_wav(wav)
     mic = np.concatenate([question, np.zeros(int(1.5 * RATE), np.float32)])
     reference = np.zeros_like(mic)  # nothing playing yet: the reference channel is silent
     stereo = AudioFormat("pcm16", RATE).encode(np.stack([mic, reference], axis=1).reshape(-1))
@@ -99,4 +100,5 @@ async def test_a_client_reference_session_completes_a_spoken_turn(server: Server
                 transcript = event["transcript"]
         await sender
     assert event["response"]["status"] == "completed"
-    assert transcript and "disposed" in transcript.lower(), transcript
+    # the two-channel path delivered the words: Moonshine hears "ill-sposed" (one word of eight)
+    assert transcript is not None and wer(words, transcript) <= 0.25, transcript

@@ -1,7 +1,8 @@
 """Noise suppression through the Voice Live client on the real stack: a recording in fan noise
 at 5 dB SNR (bench/noise.py's generator, seeded) runs through `azure_deep_noise_suppression`
-(counted by the front-end metric) and is transcribed no worse than without it; a bad preset is
-refused naming the parameter. Whether it transcribes better is bench/noise.py's question: its
+(counted by the front-end metric) and is transcribed within the bench's level for that noise (on
+Whisper base, where a session without suppression gets Moonshine); a bad preset is refused
+naming the parameter. Whether it transcribes better is bench/noise.py's question: its
 gains are a word or two per condition over five clips (README, Noise suppression)."""
 
 from __future__ import annotations
@@ -83,10 +84,14 @@ async def test_the_deep_preset_runs_on_a_noisy_recording_and_costs_no_words(
     audio, words = _noisy(STEM, KIND, SNR_DB)
     plain = await _transcribed(server, audio, None)
     cleaned = await _transcribed(server, audio, "azure_deep_noise_suppression")
-    # Offline (bench/noise.py) the preset gained one to three words on this clip; through the
-    # live path (VAD-trimmed turn, 24 kHz in) both transcripts came out the same, so what holds
-    # is that it costs none, and that it ran: its frames are counted by the front-end metric.
-    assert wer(words, cleaned) <= wer(words, plain), (plain, cleaned)
+    # The plain session's English turn decodes on Moonshine, the suppressing one's on Whisper
+    # base (config.fast_engine: a session that suppresses noise is in noise, where Moonshine
+    # loses words: 28.9 % WER in this noise at 5 dB against Whisper's 17.6 %, bench/noise.py).
+    # On one clip the engines differ by a word either way, so what holds for both is the bench's
+    # level in this cell: at most two words of eight lost. Through Moonshine the preset lost
+    # four (0.5), which is why such sessions are routed. And the preset ran: its frames are
+    # counted by the front-end metric.
+    assert wer(words, plain) <= 0.25 and wer(words, cleaned) <= 0.25, (plain, cleaned)
     async with asyncio.timeout(90):  # Ray exports metrics every few seconds
         while _front_end_frames(server, "azure_deep_noise_suppression") < 100:
             await asyncio.sleep(1.0)

@@ -54,6 +54,7 @@ class FakePipeline:
         self.fail_chat = False
         self.transcribed: list[float] = []  # seconds of audio per ASR call
         self.asr_requests: list[tuple[LanguageRequest, str | None, tuple[str, ...]]] = []
+        self.asr_noisy: list[bool] = []  # per ASR call: did the session suppress noise
         self.asr_cancelled = 0
         self.asr_delay = 0.0
         # set: a decode hears only the words already spoken at this rate (a growing transcript)
@@ -61,9 +62,10 @@ class FakePipeline:
 
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
                          prompt: str | None = None, phrases: tuple[str, ...] = (),
-                         word_probabilities: bool = False) -> Transcript:
+                         word_probabilities: bool = False, noisy: bool = False) -> Transcript:
         self.transcribed.append(audio_16k.size / 16000)
         self.asr_requests.append((language, prompt, phrases))
+        self.asr_noisy.append(noisy)
         try:
             if self.asr_delay:
                 await asyncio.sleep(self.asr_delay)

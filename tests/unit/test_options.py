@@ -73,6 +73,7 @@ def test_english_turns_go_to_the_fast_engine_unless_they_ask_for_what_only_whisp
     assert not fast_engine(default, "en", prompt="VoxServe, Ray")
     assert not fast_engine(default, "en", phrases=("Contoso",))
     assert not fast_engine(default, "en", word_probabilities=True)
+    assert not fast_engine(default, "en", noisy=True)  # the session suppresses noise
     assert not fast_engine(AsrOptions(language=None), None)  # detection among all: Whisper
     assert not fast_engine(AsrOptions(english=None), "en")
     assert fast_engine(AsrOptions(engine="moonshine"), "en", phrases=("x",))

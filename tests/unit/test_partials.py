@@ -24,13 +24,15 @@ async def _talk(tr, seconds: float, step_s: float = 0.04) -> None:  # type: igno
 
 
 async def _session(interval_ms: int, transcription: bool = True,  # type: ignore[no-untyped-def]
-                   language: str | None = None, english: str | None = "moonshine"):
+                   language: str | None = None, english: str | None = "moonshine",
+                   noise: str | None = None):
     pipe = FakePipeline(transcript=SENTENCE)
     pipe.words_per_second = 3.0
     session, tr, _, task = await start_session(
         Dialect.GA, pipe, asr=AsrOptions(partial_interval_ms=interval_ms, english=english))
     audio: dict = {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300,
-                                      "create_response": False}}
+                                      "create_response": False},
+                   "noise_reduction": {"type": noise} if noise else None}
     if transcription:
         audio["transcription"] = {"model": "gpt-4o-transcribe"}
         if language:
@@ -56,15 +58,17 @@ async def test_deltas_arrive_while_talking_and_add_up_to_the_transcript() -> Non
     await stop_session(tr, task, Dialect.GA)
 
 
-@pytest.mark.parametrize(("interval", "transcription", "language", "english"), [
-    (250, False, None, "moonshine"),  # nobody asked for transcripts
-    (0, True, None, "moonshine"),  # partials off
-    (250, True, "es", "moonshine"),  # a Spanish turn goes to Whisper, too slow to re-decode
-    (250, True, None, None),  # no fast engine at all
-], ids=["no-transcription", "off", "spanish", "whisper-only"])
+@pytest.mark.parametrize(("interval", "transcription", "language", "english", "noise"), [
+    (250, False, None, "moonshine", None),  # nobody asked for transcripts
+    (0, True, None, "moonshine", None),  # partials off
+    (250, True, "es", "moonshine", None),  # a Spanish turn goes to Whisper, too slow to re-decode
+    (250, True, None, None, None),  # no fast engine at all
+    (250, True, None, "moonshine", "near_field"),  # noise suppressed: Whisper, no partials
+], ids=["no-transcription", "off", "spanish", "whisper-only", "suppressing-noise"])
 async def test_no_partials_unless_asked_for_and_on_the_fast_engine(
-        interval: int, transcription: bool, language: str | None, english: str | None) -> None:
-    session, tr, pipe, task = await _session(interval, transcription, language, english)
+        interval: int, transcription: bool, language: str | None, english: str | None,
+        noise: str | None) -> None:
+    session, tr, pipe, task = await _session(interval, transcription, language, english, noise)
     await _talk(tr, 2.0)
     tr.push(append_event(silence_pcm16(1.0)))
     await tr.wait_for("input_audio_buffer.committed")
@@ -74,6 +78,7 @@ async def test_no_partials_unless_asked_for_and_on_the_fast_engine(
     if transcription:
         await tr.wait_for("conversation.item.input_audio_transcription.completed")
     assert len([e for e in tr.sent if e["type"] == DELTA]) == (1 if transcription else 0)
+    assert pipe.asr_noisy and set(pipe.asr_noisy) == {noise is not None}  # the turn's decode
     await stop_session(tr, task, Dialect.GA)
 
 

@@ -19,9 +19,10 @@ from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
 class Pipeline(Protocol):
     async def transcribe(self, audio_16k: np.ndarray, language: LanguageRequest = None,
                          prompt: str | None = None, phrases: tuple[str, ...] = (),
-                         word_probabilities: bool = False) -> Transcript:
+                         word_probabilities: bool = False, noisy: bool = False) -> Transcript:
         """`language` None: the ASR's configured default; `phrases` bias recognition;
-        `word_probabilities`: the words with the recognizer's confidence (costs an alignment)."""
+        `word_probabilities`: the words with the recognizer's confidence (costs an alignment);
+        `noisy`: the session suppresses noise, so the user is in noise (see `fast_engine`)."""
 
     def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]: ...
 

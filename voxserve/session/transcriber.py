@@ -67,7 +67,8 @@ class Transcriber:
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
                  config: Callable[[], SessionConfig], session_id: str = "",
                  clock: Callable[[], float] = time.monotonic,
-                 partials_for: Callable[[LanguageRequest, str | None, tuple[str, ...], bool], bool]
+                 partials_for: Callable[[LanguageRequest, str | None, tuple[str, ...], bool, bool],
+                                        bool]
                  = lambda *recognised: False) -> None:
         self._session_id = session_id  # carried by its log lines
         self._pipeline = pipeline
@@ -90,7 +91,8 @@ class Transcriber:
         try:
             cfg = self._config()
             return await self._pipeline.transcribe(
-                audio, *recognition(cfg), word_probabilities=cfg.transcription_logprobs)
+                audio, *recognition(cfg), word_probabilities=cfg.transcription_logprobs,
+                noisy=cfg.noise_reduction is not None)
         except Exception as exc:
             return exc
 
@@ -116,7 +118,7 @@ class Transcriber:
         ASR is busy, and the newer audio waits for the next interval."""
         cfg = self._config()
         if cfg.transcription is None or not self._partials_for(
-                *recognition(cfg), cfg.transcription_logprobs):
+                *recognition(cfg), cfg.transcription_logprobs, cfg.noise_reduction is not None):
             return  # nobody asked for transcripts, or the ASR is too slow to re-decode for them
         if item_id != self._partial_item:
             self.drop_partial()
