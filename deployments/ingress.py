@@ -181,13 +181,18 @@ class IngressDeployment:
 
     @app.get("/stats")
     async def stats(self) -> JSONResponse:
-        """Per-stage counters (completed / cancelled work) from every model deployment, and each
+        """Per-stage counters (completed / cancelled work) from every model deployment, this
+        replica's answers started at a pause by outcome (`speculations`, and the LLM seconds they
+        took in `speculation_seconds`), and each
         process's memory, descriptors, threads and tasks (this replica's under `process`; with
         several replicas of a stage, the one the handle picked answers)."""
         infos = await asyncio.gather(*(h.info.remote() for h in self._handles.values()))
         return JSONResponse({**await self._session_counts(),
                              "deployments": dict(zip(self._handles, infos, strict=True)),
                              "recent_barge_ins": list(self._observer.recent_barge_ins),
+                             "speculations": dict(self._observer.speculations),
+                             "speculation_seconds": {k: round(v, 3) for k, v in
+                                                     self._observer.speculation_seconds.items()},
                              "process": process_stats.read()})
 
     @app.get("/")

@@ -29,6 +29,15 @@ class RayMetricsObserver:
         self._barge_ins = Counter("voxserve_barge_ins_total", "Responses cut off by user speech")
         self._false = Counter("voxserve_false_interruptions_total",
                               "Interruptions that turned out to hold no words")
+        # by outcome, this replica's, for /stats: how many, and the LLM seconds they took
+        self.speculations: dict[str, int] = {}
+        self.speculation_seconds: dict[str, float] = {}
+        self._speculations = Counter("voxserve_speculations_total",
+                                     "Answers started at a pause, by outcome (adopted, resumed, "
+                                     "mismatched, unused)", tag_keys=("outcome",))
+        self._speculation_s = Counter("voxserve_speculation_seconds_total",
+                                      "Seconds of LLM work on answers started at a pause, by "
+                                      "outcome (all but adopted: wasted)", tag_keys=("outcome",))
         self._errors = Counter("voxserve_errors_total", "error events sent, by code",
                                tag_keys=("code",))
         self._audio = Counter("voxserve_audio_seconds_total", "Audio seconds in and out",
@@ -64,6 +73,13 @@ class RayMetricsObserver:
 
     def false_interruption(self) -> None:
         self._false.inc()
+
+    def speculation(self, outcome: str, seconds: float) -> None:
+        self.speculations[outcome] = self.speculations.get(outcome, 0) + 1
+        self.speculation_seconds[outcome] = self.speculation_seconds.get(outcome, 0.0) + seconds
+        self._speculations.inc(tags={"outcome": outcome})
+        if seconds > 0:
+            self._speculation_s.inc(seconds, tags={"outcome": outcome})
 
     def error(self, code: str) -> None:
         self._errors.inc(tags={"code": code})

@@ -99,8 +99,10 @@ class Conversation:
             future.cancel()
         self.spoken.pop(item_id, None)
 
-    async def chat_messages(self, system_prompt: str) -> list[dict[str, Any]]:
-        """The context for the LLM, in OpenAI chat format, awaiting pending transcripts."""
+    async def chat_messages(self, system_prompt: str,
+                            pending: str | None = None) -> list[dict[str, Any]]:
+        """The context for the LLM, in OpenAI chat format, awaiting pending transcripts.
+        `pending`: the words of a user turn not committed yet, as its item will read."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
         for item in list(self._items):
             if item.type == "message":
@@ -121,6 +123,8 @@ class Conversation:
             else:
                 messages.append({"role": "tool", "tool_call_id": item.call_id,
                                  "content": item.output or ""})
+        if pending:
+            messages.append({"role": "user", "content": pending})
         return _merge_adjacent(messages)
 
 

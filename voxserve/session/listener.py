@@ -61,6 +61,19 @@ class SpeechGrew:
 
 
 @dataclass(frozen=True)
+class WordsComplete:
+    """The decode at the first pause of `item_id` reads as a finished sentence: the turn will
+    probably end at this pause (a speculative answer may start)."""
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """The user spoke again after the first pause: whatever was started on it is stale."""
+
+
+@dataclass(frozen=True)
 class SpeechLasted:
     """The speech under way has lasted `interrupt_min_ms` (onset to its last voiced window)."""
 
@@ -85,7 +98,8 @@ class IdleTimedOut:
     td: TurnDetection
 
 
-Heard = SpeechStarted | SpeechGrew | SpeechLasted | TurnEnded | IdleTimedOut
+Heard = (SpeechStarted | SpeechGrew | WordsComplete | SpeechResumed | SpeechLasted | TurnEnded
+         | IdleTimedOut)
 
 
 def threaded(model: EndOfTurnModel | None) -> AudioP | None:
@@ -112,18 +126,20 @@ class PauseScope:
         self.turn = turn
         self._tasks = tasks
         self.decode: asyncio.Task[Transcript | Exception] | None = None
-        self._judge: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Task[None]] = []  # the judgement, the words' watch
 
     def start(self, decode: Coroutine[Any, Any, Transcript | Exception],
-              judge: Callable[[PauseScope], Coroutine[Any, Any, None]] | None) -> None:
+              judge: Callable[[PauseScope], Coroutine[Any, Any, None]] | None,
+              watch: Callable[[PauseScope], Coroutine[Any, Any, None]]) -> None:
         self.decode = self._tasks.start(decode)
+        self._watchers = [self._tasks.start(watch(self))]
         if judge is not None:
-            self._judge = self._tasks.start(judge(self))
+            self._watchers.append(self._tasks.start(judge(self)))
 
     def close(self) -> asyncio.Task[Transcript | Exception] | None:
         """The turn ended at this pause: the judgement is over, the decode goes to the caller."""
         decode, self.decode = self.decode, None
-        self._stop_judge()
+        self._stop_watchers()
         return decode
 
     def cancel(self) -> None:
@@ -131,13 +147,14 @@ class PauseScope:
         if self.decode is not None:
             self.decode.cancel()  # the pipeline cancels the Serve call behind it
             self.decode = None
-        self._stop_judge()
+        self._stop_watchers()
 
-    def _stop_judge(self) -> None:
+    def _stop_watchers(self) -> None:
         # The judgement itself may be what ends the turn; it must not cancel itself doing so.
-        if self._judge is not None and self._judge is not asyncio.current_task():
-            self._judge.cancel()
-        self._judge = None
+        for task in self._watchers:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._watchers = []
 
 
 class Listener:
@@ -190,6 +207,14 @@ class Listener:
         """The VAD hears a turn under way."""
         return self._detector is not None and self._detector.speaking
 
+    @property
+    def turn_detection(self) -> TurnDetection | None:
+        return self._detector.options if self._detector is not None else None
+
+    def paused_on(self, item_id: str) -> bool:
+        """The user's speech `item_id` is in a pause: not resumed, not ended."""
+        return self._scope is not None and self._speech_item == item_id
+
     def heard_until(self) -> float:
         """Monotonic arrival time of the latest audio."""
         return self.buffer.arrival_time(self.buffer.total_samples)
@@ -237,6 +262,7 @@ class Listener:
                     self._open_scope(event, detector)
                 case Resume():
                     self._drop_scope()  # its turn record never ended, so it is never exported
+                    await self._on_heard(SpeechResumed())
                 case SpeechStop(sample=end, silence_ms=silence):
                     await self._end_turn(end, silence, detector.options)
         if (detector.speaking and not self._lasted
@@ -282,13 +308,25 @@ class Listener:
             def judge(s: PauseScope) -> Coroutine[Any, Any, None]:
                 return self._judge(s, audio, waits)
         with turn.current():
-            scope.start(self._decode(audio), judge)
+            scope.start(self._decode(audio), judge, self._watch_words)
         self._scope = scope
 
     def _drop_scope(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
             self._scope = None
+
+    async def _watch_words(self, scope: PauseScope) -> None:
+        """Report the pause's words when they read as a finished sentence (in every mode: a
+        speculative answer can use the rest of a fixed silence wait too)."""
+        decode, item_id = scope.decode, self._speech_item
+        if decode is None or item_id is None:
+            return
+        await asyncio.wait({decode})  # not `await decode`: cancelling us must not cancel it
+        result = None if decode.cancelled() else decode.result()
+        if (isinstance(result, Transcript) and text_complete(result.text)
+                and scope is self._scope):
+            await self._on_heard(WordsComplete(item_id, result.text))
 
     async def _judge(self, scope: PauseScope, audio: np.ndarray, waits: Waits) -> None:
         """Semantic end of turn for one pause: the audio model first (tens of ms), then the words

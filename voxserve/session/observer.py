@@ -20,6 +20,10 @@ class SessionObserver(Protocol):
 
     def false_interruption(self) -> None: ...
 
+    def speculation(self, outcome: str, seconds: float) -> None:
+        """An answer started at a pause ended `outcome` (adopted, resumed, mismatched, unused)
+        after `seconds` of LLM work (for a discarded one: work wasted)."""
+
     def error(self, code: str) -> None: ...
 
     def audio_seconds(self, direction: str, seconds: float) -> None: ...
@@ -48,6 +52,9 @@ class NullObserver:
         pass
 
     def false_interruption(self) -> None:
+        pass
+
+    def speculation(self, outcome: str, seconds: float) -> None:
         pass
 
     def error(self, code: str) -> None:

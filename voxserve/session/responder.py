@@ -25,6 +25,7 @@ from voxserve.session.observer import SessionObserver
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.playback import Playback
 from voxserve.session.response import CancelReason, Response, ResponseOptions
+from voxserve.session.speculation import Speculation
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.turn import Turn
 
@@ -97,15 +98,20 @@ class Responder:
     def active(self) -> Response | None:
         return self._active[0] if self._active is not None else None
 
-    async def start(self, options: ResponseOptions, turn: Turn, cancel_previous: bool) -> Response:
+    async def start(self, options: ResponseOptions, turn: Turn, cancel_previous: bool,
+                    speculation: Speculation | None = None) -> Response:
+        """`speculation`: an answer started at the pause, which the response adopts if it
+        asked for the same request (it is discarded otherwise)."""
         if self._active is not None:
             if not cancel_previous:
+                if speculation is not None:
+                    speculation.discard("unused")
                 raise ProtocolError(ErrorCode.ACTIVE_RESPONSE,
                                     f"response {self._active[0].id} is still in progress")
             await self.cancel("client_cancelled")
         response = Response(options, self._conversation, self._pipeline, self._send,
                             self._system_prompt(), on_audio=self._mark_audio, turn=turn,
-                            pace=self.playback.pace)
+                            pace=self.playback.pace, speculation=speculation)
         with turn.current():
             task = self._tasks.start(self._run(response))
         self._active = (response, task)

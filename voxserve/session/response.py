@@ -36,6 +36,7 @@ from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoic
 from voxserve.session.conversation import CONVERSATION_ID, Conversation, SpokenAudio
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.outlet import Outlet
+from voxserve.session.speculation import Speculation
 from voxserve.session.text_chunker import TextChunker, speakable
 from voxserve.session.timings import ResponseTimings, StageTimes
 from voxserve.session.turn import Turn
@@ -74,6 +75,20 @@ async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
     yield LlmDelta(kind="done", finish_reason="stop")
 
 
+def chat_request(o: ResponseOptions, messages: list[dict[str, Any]],
+                 request_id: str) -> ChatRequest:
+    """The LLM call a response with options `o` makes on `messages` (a speculation builds the
+    same one, to be adopted only if equal)."""
+    choice = o.tool_choice
+    choice_name = choice.name if isinstance(choice, ToolChoiceFunction) else choice
+    return ChatRequest(
+        messages=messages,
+        tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in o.tools),
+        tool_choice=choice_name if o.tools else "none", temperature=o.temperature,
+        max_tokens=None if o.max_output_tokens == "inf" else o.max_output_tokens,
+        request_id=request_id, truncation=o.truncation)
+
+
 def trace_event(name: str) -> None:
     """A timestamped event on the current span (the response's)."""
     trace.get_current_span().add_event(name)
@@ -94,7 +109,8 @@ class Response:
     def __init__(self, options: ResponseOptions, conversation: Conversation, pipeline: Pipeline,
                  send: Callable[[ServerEvent], Awaitable[None]], system_prompt: str,
                  on_audio: Callable[[], None] | None = None, turn: Turn | None = None,
-                 pace: Callable[[np.ndarray, int], Awaitable[None]] | None = None) -> None:
+                 pace: Callable[[np.ndarray, int], Awaitable[None]] | None = None,
+                 speculation: Speculation | None = None) -> None:
         self.id = new_id("resp")
         self.turn = turn or Turn(speech_end=time.monotonic())
         self.status: ResponseStatus = "in_progress"
@@ -108,6 +124,7 @@ class Response:
         self._system_prompt = system_prompt
         self._on_audio = on_audio
         self._pace = pace  # waits while the client's playback is too far behind (playback.py)
+        self._speculation = speculation  # an answer started at the pause, adopted if it fits
         self._cancel_reason: CancelReason | None = None
         self._output: list[Item] = []
         self._message: _MessageOutput | None = None
@@ -149,7 +166,14 @@ class Response:
             with current(span):
                 await self._run(span)
         finally:
+            self._drop_speculation()
             span.end()
+
+    def _drop_speculation(self) -> None:
+        """Cancelled or failed before the LLM call: the speculation is nobody's now."""
+        if self._speculation is not None:
+            self._speculation.discard("unused")
+            self._speculation = None
 
     async def _run(self, span: Any) -> None:
         status: ResponseStatus = "completed"
@@ -183,6 +207,7 @@ class Response:
 
     async def finish_unstarted(self) -> None:
         """Close out a response whose task was cancelled before it ever ran."""
+        self._drop_speculation()
         self._emit.close_out()
         await self._emit(ResponseCreatedEvent(response=self.snapshot()))
         await self._finish_response("cancelled", {
@@ -243,32 +268,29 @@ class Response:
             return await scratch.chat_messages(prompt)
         return await self._conversation.chat_messages(prompt)
 
-    def _request(self, messages: list[dict[str, Any]]) -> ChatRequest:
-        o = self.options
-        choice = o.tool_choice
-        if isinstance(choice, ToolChoiceFunction):
-            choice_name = choice.name
-        else:
-            choice_name = choice
-        return ChatRequest(
-            messages=messages,
-            tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in o.tools),
-            tool_choice=choice_name if o.tools else "none", temperature=o.temperature,
-            max_tokens=None if o.max_output_tokens == "inf" else o.max_output_tokens,
-            request_id=self.id, truncation=o.truncation)
+    def _answer(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
+        """The LLM's stream for `request`: the speculation's when it asked for the same."""
+        spec, self._speculation = self._speculation, None
+        if self.options.verbatim is not None:
+            if spec is not None:
+                spec.discard("mismatched")
+            return _verbatim(self.options.verbatim)
+        if spec is not None:
+            if spec.matches(request):
+                return spec.adopt()
+            spec.discard("mismatched")
+        return self._pipeline.chat(request)
 
     async def _generate(self) -> None:
         messages = await self._context()
         self.timings.context_ready = time.monotonic()
-        request = self._request(messages)
+        request = chat_request(self.options, messages, self.id)
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         chunker = TextChunker()
         async with asyncio.TaskGroup() as tg:
             tts_task = tg.create_task(self._speak(sentences)) if self.options.audio_output else None
             try:
-                answer = (self._pipeline.chat(request) if self.options.verbatim is None
-                          else _verbatim(self.options.verbatim))
-                async with contextlib.aclosing(answer) as stream:
+                async with contextlib.aclosing(self._answer(request)) as stream:
                     async for delta in stream:
                         await self._on_delta(delta, chunker, sentences)
             finally:

@@ -131,7 +131,8 @@ class RealtimeSession:
             session_id=self.id, vad=vad, listener=self.listener, responder=self.responder,
             transcriber=self.transcriber, conversation=self.conversation, send=self.send,
             tasks=TaskOwner(self._spawn), observer=self.observer, begin_turn=self._begin_turn,
-            options=self.options, clock=clock)
+            options=self.options, pipeline=pipeline, system_prompt=self._system_prompt,
+            clock=clock)
         self.listener.configure(self._config.turn_detection)
 
     # ---- what the handlers use ---------------------------------------------------------------

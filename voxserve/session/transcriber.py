@@ -133,7 +133,7 @@ class Transcriber:
         result = await self.decode(audio)
         if isinstance(result, Exception) or partial is not self._partial:
             return  # a failed partial is not reported: the final decode reports its own failure
-        delta = partial.update(self._cleaned(result.text))
+        delta = partial.update(self.cleaned(result.text))
         if delta:
             await self._send(TranscriptionDeltaEvent(item_id=item_id, content_index=0, delta=delta))
 
@@ -154,7 +154,8 @@ class Transcriber:
         self._partial_item = None
         self._partial = PartialTranscript()
 
-    def _cleaned(self, text: str) -> str:
+    def cleaned(self, text: str) -> str:
+        """A decode's words as the user's item will read."""
         text = text.strip()
         td = self._config().turn_detection
         return remove_fillers(text) if td is not None and td.remove_filler_words else text
@@ -178,7 +179,7 @@ class Transcriber:
         if isinstance(result, Exception):
             await self._failed(item, future, result)
             return
-        text = self._cleaned(result.text)
+        text = self.cleaned(result.text)
         cfg = self._config()
         item.content[0].transcript = text
         if not future.done():

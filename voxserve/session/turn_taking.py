@@ -2,8 +2,10 @@
 
 One `on(heard)` acts on the listener's events: speech over an answer holds it (or cancels it when
 `interrupt_min_ms` is 0), speech that lasts confirms the interruption, a short burst is judged by
-its words (`Interruption`), and an ended turn is committed, transcribed and answered. Manual
-commits, Voice Live client turns and `response.create` come through the same `commit` / `respond`.
+its words (`Interruption`), and an ended turn is committed, transcribed and answered. Words that
+read complete at a pause start the answer early (`Speculation`); speech that resumes discards it.
+Manual commits, Voice Live client turns and `response.create` come through the same `commit` /
+`respond`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from voxserve.session.conversation import Conversation
 from voxserve.session.end_of_turn import is_backchannel
 from voxserve.session.input_buffer import RATE, ms
 from voxserve.session.listener import (
-    Heard, IdleTimedOut, Listener, SpeechGrew, SpeechLasted, SpeechStarted, TurnEnded,
+    Heard, IdleTimedOut, Listener, SpeechGrew, SpeechLasted, SpeechResumed, SpeechStarted,
+    TurnEnded, WordsComplete,
 )
 from voxserve.session.observer import SessionObserver
+from voxserve.session.pipeline import Pipeline
 from voxserve.session.responder import Responder
-from voxserve.session.response import CancelReason, Response, ResponseOptions
+from voxserve.session.response import CancelReason, Response, ResponseOptions, chat_request
+from voxserve.session.speculation import Outcome, Speculation
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.transcriber import Transcriber
 from voxserve.session.turn import Turn
@@ -74,7 +79,8 @@ class TurnTaking:
                  responder: Responder, transcriber: Transcriber, conversation: Conversation,
                  send: Callable[[ServerEvent], Awaitable[None]], tasks: TaskOwner,
                  observer: SessionObserver, begin_turn: Callable[[float], Turn],
-                 options: Callable[[], ResponseOptions],
+                 options: Callable[[], ResponseOptions], pipeline: Pipeline,
+                 system_prompt: Callable[[], str],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._session_id = session_id
         self._vad = vad
@@ -87,9 +93,12 @@ class TurnTaking:
         self._observer = observer
         self._begin_turn = begin_turn
         self._options = options  # the session's response options, no overrides
+        self._pipeline = pipeline
+        self._system_prompt = system_prompt
         self._clock = clock
         self._interruption: Interruption | None = None
         self._pending: Turn | None = None  # committed by hand, not answered yet
+        self._speculation: Speculation | None = None  # the answer started at this pause
 
     @property
     def interruption(self) -> Interruption | None:
@@ -103,6 +112,10 @@ class TurnTaking:
                 # not for a burst over the agent: it may be dropped, never committed
                 if self._interruption is None:
                     self._transcriber.partial(heard.item_id, heard.audio)
+            case WordsComplete():
+                await self._speculate(heard)
+            case SpeechResumed():
+                self._discard_speculation("resumed")
             case SpeechLasted():
                 if self._interruption is not None:  # long enough: a real interruption
                     await self.cancel_response("turn_detected")
@@ -111,7 +124,46 @@ class TurnTaking:
             case IdleTimedOut():
                 await self._idle(heard)
 
+    async def _speculate(self, heard: WordsComplete) -> None:
+        """The pause's words read complete: ask the LLM now what the response will ask if the
+        turn ends here. Only where that response is certain to follow (auto response, nothing
+        playing, no burst being judged) and the words are what the user's item will hold."""
+        td = self._listener.turn_detection
+        if (not self._vad.speculative_answers or td is None or not td.create_response
+                or self._interruption is not None or self._responder.active is not None
+                or self._pending is not None):
+            return
+        words = self._transcriber.cleaned(heard.text)
+        if not words:
+            return
+        self._discard_speculation("resumed")
+        options = self._options()
+        if options.verbatim is not None or options.context_items is not None:
+            return
+        messages = await self._conversation.chat_messages(
+            options.instructions or self._system_prompt(), pending=words)
+        if self._speculation is not None or not self._listener.paused_on(heard.item_id):
+            return  # the user went on while the context was read
+        self._speculation = Speculation(
+            self._pipeline, chat_request(options, messages, f"spec_{heard.item_id}"),
+            self._tasks.start, self._speculated)
+
+    def _speculated(self, outcome: Outcome, seconds: float) -> None:
+        self._observer.speculation(outcome, seconds)
+        log.info("speculation session=%s outcome=%s llm_s=%.3f", self._session_id, outcome,
+                 seconds)
+
+    def _discard_speculation(self, outcome: Outcome) -> None:
+        if self._speculation is not None:
+            self._speculation.discard(outcome)
+            self._speculation = None
+
+    def _take_speculation(self) -> Speculation | None:
+        spec, self._speculation = self._speculation, None
+        return spec
+
     async def _speech_started(self, heard: SpeechStarted) -> None:
+        self._discard_speculation("resumed")
         await self._send(SpeechStartedEvent(audio_start_ms=ms(heard.audio_start),
                                             item_id=heard.item_id))
         if heard.td.interrupt_response:
@@ -134,15 +186,20 @@ class TurnTaking:
                            "voxserve.turn_detection": heard.td.type})
         await self._send(SpeechStoppedEvent(audio_end_ms=ms(heard.end_sample),
                                             item_id=heard.item_id))
+        speculation = self._take_speculation()
         if (interruption := self._interruption) is not None:
             # a short burst over the agent: its turn record is dropped (never exported)
+            if speculation is not None:
+                speculation.discard("unused")
             decode = heard.decoded or self._tasks.start(self._transcriber.decode(heard.audio))
             interruption.heard(decode)
             self._tasks.start(self._settle(interruption, heard, decode))
             return
         await self.commit(heard.item_id, heard.audio, turn, heard.decoded)
         if heard.td.create_response:
-            await self.respond(self._options(), cancel_previous=True)
+            await self.respond(self._options(), cancel_previous=True, speculation=speculation)
+        elif speculation is not None:
+            speculation.discard("unused")
 
     async def _settle(self, interruption: Interruption, heard: TurnEnded,
                       decode: Decoded) -> None:
@@ -204,8 +261,10 @@ class TurnTaking:
         else:
             self._transcriber.start(item, audio, turn, decoded)
 
-    async def respond(self, options: ResponseOptions, cancel_previous: bool) -> Response:
-        """Answer the turn committed last (or, with none, a request that starts its own turn)."""
+    async def respond(self, options: ResponseOptions, cancel_previous: bool,
+                      speculation: Speculation | None = None) -> Response:
+        """Answer the turn committed last (or, with none, a request that starts its own turn).
+        `speculation`: the answer started at the pause that ended this turn."""
         pending, self._pending = self._pending, None
         turn = pending
         if turn is None:
@@ -214,7 +273,7 @@ class TurnTaking:
         if cancel_previous:
             self._interruption = None  # the held answer, if any, is cancelled by this one
         try:
-            return await self._responder.start(options, turn, cancel_previous)
+            return await self._responder.start(options, turn, cancel_previous, speculation)
         except ProtocolError:
             if self._pending is None:
                 self._pending = pending  # refused: a committed turn still waits for its answer
@@ -223,10 +282,12 @@ class TurnTaking:
     async def cancel_response(self, reason: CancelReason) -> None:
         """Every cancel goes through here, so an interruption being judged ends with it."""
         self._interruption = None
+        self._discard_speculation("unused")
         await self._responder.cancel(reason)
 
     def cancel(self) -> None:
         """The session ends: the burst being judged and every task started here stop."""
+        self._discard_speculation("unused")
         if self._interruption is not None:
             self._interruption.cancel()
             self._interruption = None
