@@ -50,6 +50,16 @@ class ServePipeline:
             raise
         return result
 
+    async def transcribe_partial(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                                 noisy: bool = False) -> Transcript | None:
+        response = self._asr.transcribe_partial.remote(audio_16k, language, noisy)
+        try:
+            result: Transcript | None = await response
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+        return result
+
     def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         return _stream(self._llm_stream.stream.remote(request))
 

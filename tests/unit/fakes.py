@@ -56,6 +56,8 @@ class FakePipeline:
         self.asr_requests: list[tuple[LanguageRequest, str | None, tuple[str, ...]]] = []
         self.asr_noisy: list[bool] = []  # per ASR call: did the session suppress noise
         self.asr_cancelled = 0
+        self.asr_busy = False  # set: partial decodes are refused, as a busy ASR replica does
+        self.partial_requests = 0
         self.asr_delay = 0.0
         # set: a decode hears only the words already spoken at this rate (a growing transcript)
         self.words_per_second: float | None = None
@@ -78,6 +80,13 @@ class FakePipeline:
         words = tuple(Word(w, 0.3 * i, 0.3 * (i + 1), 0.9) for i, w in
                       enumerate(text.split())) if word_probabilities else ()
         return Transcript(text, "en", audio_16k.size / 16000, words)
+
+    async def transcribe_partial(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                                 noisy: bool = False) -> Transcript | None:
+        self.partial_requests += 1
+        if self.asr_busy:
+            return None
+        return await self.transcribe(audio_16k, language, noisy=noisy)
 
     async def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:  # type: ignore[override]
         self.requests.append(request)

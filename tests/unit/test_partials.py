@@ -103,3 +103,15 @@ async def test_clearing_the_buffer_drops_the_partial_decode() -> None:
     await asyncio.sleep(0.6)  # longer than a decode: a stale one would have sent by now
     assert len([e for e in tr.sent if e["type"] == DELTA]) == before
     await stop_session(tr, task, Dialect.GA)
+
+
+async def test_a_busy_asr_refusing_partials_still_gives_the_final_transcript() -> None:
+    session, tr, pipe, task = await _session(100)
+    pipe.asr_busy = True  # every partial refused, as the ASR replica does while it decodes
+    await _talk(tr, 2.0)
+    assert pipe.partial_requests >= 1 and not [e for e in tr.sent if e["type"] == DELTA]
+    tr.push(append_event(silence_pcm16(1.0)))
+    done = await tr.wait_for("conversation.item.input_audio_transcription.completed")
+    assert done["transcript"] and [e["delta"] for e in tr.sent if e["type"] == DELTA] == [
+        done["transcript"]]  # the final's one delta
+    await stop_session(tr, task, Dialect.GA)

@@ -24,6 +24,11 @@ class Pipeline(Protocol):
         `word_probabilities`: the words with the recognizer's confidence (costs an alignment);
         `noisy`: the session suppresses noise, so the user is in noise (see `fast_engine`)."""
 
+    async def transcribe_partial(self, audio_16k: np.ndarray, language: LanguageRequest = None,
+                                 noisy: bool = False) -> Transcript | None:
+        """A re-decode of speech still under way, on idle ASR time only: None when the ASR is
+        busy, so that partials never delay a turn's decode."""
+
     def chat(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]: ...
 
     def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[SpeechChunk, None]: ...

@@ -130,9 +130,14 @@ class Transcriber:
 
     async def _partial_decode(self, item_id: str, audio: np.ndarray,
                               partial: PartialTranscript) -> None:
-        result = await self.decode(audio)
-        if isinstance(result, Exception) or partial is not self._partial:
-            return  # a failed partial is not reported: the final decode reports its own failure
+        cfg = self._config()
+        try:
+            result = await self._pipeline.transcribe_partial(
+                audio, recognition(cfg)[0], noisy=cfg.noise_reduction is not None)
+        except Exception:  # a failed partial is not reported: the final reports its own failure
+            return
+        if result is None or partial is not self._partial:
+            return  # the ASR was busy (this one is skipped), or the speech moved on
         delta = partial.update(self.cleaned(result.text))
         if delta:
             await self._send(TranscriptionDeltaEvent(item_id=item_id, content_index=0, delta=delta))
