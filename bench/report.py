@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
-STAGES = ("end_of_turn_ms", "asr_ms", "llm_first_token_ms", "tts_first_chunk_ms", "ttfa_ms")
+STAGES = ("end_of_turn_ms", "asr_ms", "context_ms", "llm_first_token_ms", "first_piece_ms",
+          "tts_first_chunk_ms", "ttfa_ms")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -87,6 +88,27 @@ def _fmt(p: dict[str, Any], key: str) -> str:
     return f"{p[key]:.0f}" if key in p else "-"
 
 
+def _server_lines(config: str, server: dict[str, Any]) -> list[str]:
+    """The server's side of a run: speculative answers by outcome, memory per process."""
+    lines: list[str] = []
+    counts, seconds = server.get("speculations", {}), server.get("speculation_seconds", {})
+    if counts:
+        lines += ["", f"## Speculative answers, {config} (LLM started at a pause)", "",
+                  "| outcome | count | LLM seconds |", "|---|---|---|"]
+        lines += [f"| {k} | {counts[k]:.0f} | {seconds.get(k, 0):.1f} |" for k in sorted(counts)]
+        wasted = sum(v for k, v in seconds.items() if k != "adopted")
+        lines.append(f"\nWasted (every outcome but adopted): {wasted:.1f} LLM seconds; adopted "
+                     f"{counts.get('adopted', 0):.0f} of {sum(counts.values()):.0f}.")
+    memory = server.get("memory")
+    if memory:
+        lines += ["", f"## Server memory after the run, {config} (MiB; PSS shares shared pages)",
+                  "", "| process | RSS | PSS |", "|---|---|---|"]
+        lines += [f"| {r['name']} | {r['rss_mib']} | {r['pss_mib']} |" for r in memory["by_process"]]
+        lines.append(f"| total, {memory['processes']} processes | {memory['rss_mib']} | "
+                     f"{memory['pss_mib']} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# VoxServe load benchmark", "",
              f"Shape: {report['shape']}; seed {report['seed']}; clips: "
@@ -128,6 +150,8 @@ def markdown(report: dict[str, Any]) -> str:
             r = row["rtt_ms"]
             lines.append(f"| {row['config']} | {row['sessions']} | {r['n']} | {_fmt(r, 'p50')} | "
                          f"{_fmt(r, 'p90')} | {_fmt(r, 'p99')} |")
+    for config, server in (report.get("server") or {}).items():
+        lines += _server_lines(config, server)
     if report.get("slo"):
         slo = report["slo"]
         lines += ["", f"SLO TTFA p95 <= {slo['limit_ms']} ms: {'PASS' if slo['ok'] else 'FAIL'} "

@@ -15,7 +15,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from voxserve.languages import LanguageRequest
-from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, ToolSpec, Transcript
 
 
 async def _stream(gen: DeploymentResponse | DeploymentResponseGenerator) -> AsyncGenerator[Any, None]:
@@ -66,5 +66,6 @@ class ServePipeline:
     def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[SpeechChunk, None]:
         return _stream(self._tts_stream.speak.remote(text, voice, speed))
 
-    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
-        await self._llm.warm.remote(list(messages))
+    async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (),
+                   tool_choice: str = "auto") -> None:
+        await self._llm.warm.remote(list(messages), tuple(tools), tool_choice)

@@ -23,7 +23,7 @@ from voxserve import process_stats
 from voxserve.config import MOONSHINE_MODEL, AsrOptions, LlmOptions, TtsOptions, fast_engine
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.languages import LanguageRequest, request
-from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, ToolSpec, Transcript
 from voxserve.models.factory import build_asr, build_english_asr, build_llm, build_tts
 from voxserve.tracing import mark_cancelled, tracer
 
@@ -168,8 +168,9 @@ class LlmDeployment(_Stage):
                 await gen.aclose()  # stops decoding in the engine
             span.end()
 
-    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
-        await self._engine.warm(messages)
+    async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (),
+                   tool_choice: str = "auto") -> None:
+        await self._engine.warm(messages, tools, tool_choice)
 
 
 @serve.deployment(name="TTS")

@@ -104,8 +104,10 @@ class LlmEngine(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]: ...
 
-    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
-        """Prefill `messages` so a later request sharing the prefix starts fast."""
+    async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (),
+                   tool_choice: str = "auto") -> None:
+        """Prefill `messages` (rendered with `tools` as a request would render them) so a later
+        request sharing the prefix starts fast."""
 
 
 @dataclass(frozen=True)

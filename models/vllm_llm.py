@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from .base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, Truncation
+from .base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, ToolSpec, Truncation
 from .context_window import fit_messages, needs_fitting, without_marks
 from .sampling import SamplingOverrides
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
@@ -144,8 +144,9 @@ class VllmEngine:
                        completion_tokens=len(completion.token_ids),
                        finish_reason=finish_reason)  # type: ignore[arg-type]
 
-    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
-        prompt = await self._prompt(prepare_messages(list(messages)), 1)
+    async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (),
+                   tool_choice: str = "auto") -> None:
+        prompt = await self._prompt(prepare_messages(list(messages), tools, tool_choice), 1)
         async for _ in self._generate(prompt, self._SamplingParams(max_tokens=1, temperature=0.0)):
             pass
 

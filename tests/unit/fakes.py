@@ -51,6 +51,7 @@ class FakePipeline:
         self.chat_cancelled = 0
         self.speak_cancelled = 0
         self.warmed = 0
+        self.warmed_with: list[list[dict[str, Any]]] = []  # the messages of each warm()
         self.fail_chat = False
         self.transcribed: list[float] = []  # seconds of audio per ASR call
         self.asr_requests: list[tuple[LanguageRequest, str | None, tuple[str, ...]]] = []
@@ -119,8 +120,10 @@ class FakePipeline:
             self.speak_cancelled += 1
             raise
 
-    async def warm(self, messages: Sequence[dict[str, Any]]) -> None:
+    async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[Any] = (),
+                   tool_choice: str = "auto") -> None:
         self.warmed += 1
+        self.warmed_with.append(list(messages))
 
 
 class FakeTransport:

@@ -201,3 +201,46 @@ async def test_an_llm_failure_reaches_the_adopting_response() -> None:
     await _until(lambda: spec.finished)
     with pytest.raises(RuntimeError, match="llm exploded"):
         [d async for d in spec.adopt()]
+
+
+# ---- the user's words prefilled while they talk ----------------------------------------------
+
+async def _talking_session(create_response: bool = True):  # type: ignore[no-untyped-def]
+    from voxserve.config import AsrOptions
+
+    observer, pipe, tr, task = await _session(
+        600, asr=AsrOptions(partial_interval_ms=100),
+        transcript="please book a table for two at eight tonight near the river thanks")
+    pipe.words_per_second = 4.0
+    if not create_response:
+        tr.push({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+            "turn_detection": {"type": "server_vad", "create_response": False}}}}})
+        await tr.wait_for("session.updated", count=2)
+    return pipe, tr, task
+
+
+async def test_the_words_so_far_are_prefilled_while_the_user_talks() -> None:
+    pipe, tr, task = await _talking_session()
+    pipe.warmed_with.clear()  # the session's own warm-up of the system prompt
+    await _paced(tr, tone_pcm16(3.0))
+    prefilled = [m[-1]["content"] for m in pipe.warmed_with]
+    assert len(prefilled) >= 2, prefilled
+    deltas = "".join(e["delta"] for e in tr.sent
+                     if e["type"] == "conversation.item.input_audio_transcription.delta")
+    # each is the transcript sent so far, and the next waits for four more words
+    assert all(deltas.startswith(p) for p in prefilled), (prefilled, deltas)
+    counts = [len(p.split()) for p in prefilled]
+    assert all(b >= a + 4 for a, b in zip(counts, counts[1:], strict=False)), counts
+    assert pipe.warmed_with[-1][0] == {"role": "system", "content": "You are a test."}
+    await _paced(tr, silence_pcm16(1.0))
+    await tr.wait_for("response.done")
+    await stop_session(tr, task, Dialect.GA)
+
+
+async def test_nothing_is_prefilled_when_no_answer_follows() -> None:
+    pipe, tr, task = await _talking_session(create_response=False)
+    pipe.warmed_with.clear()
+    await _paced(tr, tone_pcm16(3.0))
+    assert any(e["type"] == "conversation.item.input_audio_transcription.delta" for e in tr.sent)
+    assert pipe.warmed_with == []
+    await stop_session(tr, task, Dialect.GA)

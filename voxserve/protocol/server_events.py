@@ -411,7 +411,9 @@ class ResponseTimingEvent(ServerEvent):
     status: str
     end_of_turn_ms: float | None = None
     asr_ms: float | None = None
+    context_ms: float | None = None  # end of turn -> the LLM request ready
     llm_first_token_ms: float | None = None
+    first_piece_ms: float | None = None  # first token -> the first text handed to TTS
     tts_first_chunk_ms: float | None = None
     ttfa_ms: float | None = None
     total_ms: float | None = None

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from voxserve.languages import LanguageRequest
-from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript
+from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, ToolSpec, Transcript
 
 
 class Pipeline(Protocol):
@@ -33,4 +33,6 @@ class Pipeline(Protocol):
 
     def speak(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[SpeechChunk, None]: ...
 
-    async def warm(self, messages: Sequence[dict[str, Any]]) -> None: ...
+    async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (),
+                   tool_choice: str = "auto") -> None:
+        """Prefill the LLM's cache with `messages` as a request with `tools` renders them."""

@@ -234,7 +234,9 @@ class Response:
         return StageTimes(
             end_of_turn=between(turn.speech_end, turn.decided),
             asr=between(turn.asr_start, turn.asr_done),
+            context=between(turn.decided, t.context_ready),
             llm_first_token=between(t.context_ready, t.first_token),
+            first_piece=between(t.first_token, t.first_tts_request),
             tts_first_chunk=between(t.first_tts_request, t.first_tts_chunk),
             ttfa=between(turn.speech_end, t.first_audio_sent),
             total=between(turn.speech_end, t.done))

@@ -115,7 +115,9 @@ class RealtimeSession:
                                if asr.engine == "moonshine" or asr.english is not None else 0)
         self.transcriber = Transcriber(pipeline, self.conversation, self.send,
                                        TaskOwner(self._spawn), config, self.id, clock,
-                                       partials_for=lambda *recognised: fast_engine(asr, *recognised))
+                                       partials_for=lambda *recognised: fast_engine(asr, *recognised),
+                                       on_words=lambda item_id, words: self.turns.prefill(
+                                           item_id, words))
         self.listener = Listener(
             vad_factory=vad_factory, vad=vad, max_buffer_seconds=limits.max_buffer_seconds,
             decode=self.transcriber.decode, audio_p=threaded(eot_model),

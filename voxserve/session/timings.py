@@ -31,7 +31,9 @@ class StageTimes:
 
     end_of_turn: float | None
     asr: float | None
+    context: float | None  # end of turn decided -> the LLM's request ready (transcripts awaited)
     llm_first_token: float | None
+    first_piece: float | None  # first token -> the first piece of text handed to TTS
     tts_first_chunk: float | None
     ttfa: float | None
     total: float | None
@@ -42,5 +44,6 @@ class StageTimes:
     def event(self, response_id: str, status: ResponseStatus) -> ResponseTimingEvent:
         return ResponseTimingEvent(
             response_id=response_id, status=status, end_of_turn_ms=self.end_of_turn,
-            asr_ms=self.asr, llm_first_token_ms=self.llm_first_token,
+            asr_ms=self.asr, context_ms=self.context, llm_first_token_ms=self.llm_first_token,
+            first_piece_ms=self.first_piece,
             tts_first_chunk_ms=self.tts_first_chunk, ttfa_ms=self.ttfa, total_ms=self.total)

@@ -69,7 +69,8 @@ class Transcriber:
                  clock: Callable[[], float] = time.monotonic,
                  partials_for: Callable[[LanguageRequest, str | None, tuple[str, ...], bool, bool],
                                         bool]
-                 = lambda *recognised: False) -> None:
+                 = lambda *recognised: False,
+                 on_words: Callable[[str, str], None] = lambda item_id, words: None) -> None:
         self._session_id = session_id  # carried by its log lines
         self._pipeline = pipeline
         self._conversation = conversation
@@ -83,6 +84,8 @@ class Transcriber:
         self._partial_task: asyncio.Task[None] | None = None
         self.partial_decodes = 0  # started; a decode still running when the next is due is skipped
         self._partials_for = partials_for  # does a turn asking for this get partials
+        self._on_words = on_words  # (item id, the words sent so far) after each partial delta
+        self._partial_words = ""  # the deltas sent for the speech under way, joined
 
     async def decode(self, audio: np.ndarray) -> Transcript | Exception:
         """One decode with the session's language, prompt and phrases. A failure is returned,
@@ -123,6 +126,7 @@ class Transcriber:
         if item_id != self._partial_item:
             self.drop_partial()
             self._partial_item, self._partial = item_id, PartialTranscript()
+            self._partial_words = ""
         if self._partial_task is not None and not self._partial_task.done():
             return
         self.partial_decodes += 1
@@ -141,6 +145,8 @@ class Transcriber:
         delta = partial.update(self.cleaned(result.text))
         if delta:
             await self._send(TranscriptionDeltaEvent(item_id=item_id, content_index=0, delta=delta))
+            self._partial_words += delta
+            self._on_words(item_id, self._partial_words)
 
     def _take_partial(self, item_id: str) -> PartialTranscript | None:
         """The final decode of `item_id` is here: its partial transcript, if one was sent."""
@@ -158,6 +164,7 @@ class Transcriber:
         self._partial_task = None
         self._partial_item = None
         self._partial = PartialTranscript()
+        self._partial_words = ""
 
     def cleaned(self, text: str) -> str:
         """A decode's words as the user's item will read."""
