@@ -106,6 +106,7 @@ class LoadSpec:
     # model that rambles for two minutes outlasts the turn timeout
     max_output_tokens: int | None = None
     seed: int = 0
+    turn_detection: str = "server_vad"  # or semantic_vad (eagerness auto)
 
 
 class Conn:
@@ -177,7 +178,7 @@ async def connect(spec: LoadSpec) -> Conn:
             "tools": [TOOL] if spec.tool_share > 0 else [],
             "max_output_tokens": spec.max_output_tokens or "inf",
             "audio": {"input": {"transcription": {"model": "whisper-1"},
-                                "turn_detection": {"type": "server_vad"}}}}))
+                                "turn_detection": {"type": spec.turn_detection}}}}))
     except BaseException:
         await conn.close()
         raise

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +31,7 @@ from voxserve.audio.formats import b64encode
 from voxserve.bench.load import Clip, LoadSpec, TurnRecord, make_clip, run_session
 from voxserve.bench.report import environment, pct, percentile, summarise, write
 from voxserve.bench.server import LocalServer
+from voxserve.bench.ttfa_single import server_memory
 from voxserve.client import event_text, read_wav
 from voxserve.protocol.client_events import InputAudioBufferAppendEvent
 
@@ -162,6 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also time each stage alone in this process (needs the CPU models)")
     p.add_argument("--clips", nargs="*", default=[str(c) for c in DEFAULT_CLIPS])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--turn-detection", choices=("server_vad", "semantic_vad"), default="server_vad",
+                   help="the sessions' turn detection (server_vad: 500 ms of silence)")
     p.add_argument("--slo-ttfa-p95-ms", type=float, default=None)
     p.add_argument("--max-seconds", type=float, default=900.0, help="hard limit on the whole run")
     p.add_argument("--out", default="bench/results/latest")
@@ -176,6 +181,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def server_stats(url: str, api_key: str | None) -> dict[str, Any] | None:
+    """The server's /stats (None when it does not answer: an older server, or not ours)."""
+    parts = urlsplit(url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    request = urllib.request.Request(f"{scheme}://{parts.netloc}/stats", headers=(
+        {"Authorization": f"Bearer {api_key}"} if api_key else {}))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def server_report(url: str, api_key: str | None, before: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run cost the server: speculative answers by outcome (counts and LLM seconds,
+    this run's share of the ingress's counters) and, when it runs on this machine, the memory
+    of each of its processes."""
+    after = server_stats(url, api_key) or {}
+    out: dict[str, Any] = {}
+    for key in ("speculations", "speculation_seconds"):
+        was = (before or {}).get(key, {})
+        out[key] = {k: round(v - was.get(k, 0), 3) for k, v in after.get(key, {}).items()}
+    if urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+        out["memory"] = server_memory()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clips = [make_clip(Path(c).stem, read_wav(c)) for c in args.clips]
@@ -183,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
              f"poisson {args.poisson_rate}/s over {args.duration:.0f} s" if args.poisson_rate else
              f"fixed {args.sessions} sessions")
     shape += f", {args.turns} turns each, think {args.think} s, barge-in share " \
-             f"{args.barge_share}, tool share {args.tool_share}"
+             f"{args.barge_share}, tool share {args.tool_share}, {args.turn_detection}"
     report: dict[str, Any] = {"shape": shape, "seed": args.seed, "clips": [c.name for c in clips],
                               "slo_ttfa_p95_ms": args.slo_ttfa_p95_ms, "turns": [],
                               "environment": environment()}
@@ -206,9 +238,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             spec = LoadSpec(url=url, config=label, api_key=args.api_key, turns=args.turns,
                             think_s=args.think, barge_share=args.barge_share,
-                            tool_share=args.tool_share, seed=args.seed)
+                            tool_share=args.tool_share, seed=args.seed,
+                            turn_detection=args.turn_detection)
+            before = server_stats(url, args.api_key)
             recs, saturation = asyncio.run(run_load(spec, clips, args))
             records += recs
+            report.setdefault("server", {})[label] = server_report(url, args.api_key, before)
             if args.ramp:
                 report.setdefault("saturation", {})[label] = saturation
         finally:

