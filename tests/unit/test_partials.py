@@ -115,3 +115,19 @@ async def test_a_busy_asr_refusing_partials_still_gives_the_final_transcript() -
     assert done["transcript"] and [e["delta"] for e in tr.sent if e["type"] == DELTA] == [
         done["transcript"]]  # the final's one delta
     await stop_session(tr, task, Dialect.GA)
+
+
+async def test_the_pause_decode_cancels_the_partial_one_and_keeps_what_it_sent() -> None:
+    session, tr, pipe, task = await _session(100)
+    await _talk(tr, 1.5)
+    await tr.wait_for(DELTA)
+    pipe.asr_delay = 1.0  # the next partial decode is still in flight when the pause comes
+    await _talk(tr, 0.5)
+    assert session.transcriber.partial_decodes >= 2
+    sent_before = len([e for e in tr.sent if e["type"] == DELTA])
+    tr.push(append_event(silence_pcm16(1.0)))
+    done = await tr.wait_for("conversation.item.input_audio_transcription.completed")
+    assert pipe.asr_cancelled >= 1  # the partial gave way to the turn's own decode
+    deltas = [e["delta"] for e in tr.sent if e["type"] == DELTA]
+    assert sent_before >= 1 and "".join(deltas) == done["transcript"]
+    await stop_session(tr, task, Dialect.GA)

@@ -228,7 +228,9 @@ async def test_failed_llm_ends_the_response_failed_and_session_goes_on() -> None
 
 
 async def test_g711_input_and_16k_output_formats() -> None:
-    session, tr, pipe, task = await start_session(Dialect.VOICE_LIVE)
+    # one sentence in one token: one TTS piece, so no pause between pieces adds to the audio
+    session, tr, pipe, task = await start_session(
+        Dialect.VOICE_LIVE, FakePipeline(tokens=("Hello there, nice to meet you. ",)))
     tr.push({"type": "session.update", "session": {"input_audio_format": "g711_ulaw",
                                                    "output_audio_format": "pcm16_16000hz"}})
     await tr.wait_for("session.updated")

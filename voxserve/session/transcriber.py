@@ -91,6 +91,11 @@ class Transcriber:
         """One decode with the session's language, prompt and phrases. A failure is returned,
         not raised: it runs as a background task, where an escaping exception would end the
         session."""
+        if self._partial_task is not None and not self._partial_task.done():
+            # this decode supersedes the partial one, which would hold the fast engine's slot
+            # (the ASR replica lets its thread finish on another core); the partial transcript
+            # itself is kept, for the final to complete
+            self._partial_task.cancel()
         try:
             cfg = self._config()
             return await self._pipeline.transcribe(

@@ -178,6 +178,11 @@ class TurnTaking:
         if not words:
             return
         self._discard_speculation("resumed")
+        if self._prefill is not None and not self._prefill.done():
+            # The prefill holds its LLM slot, and llama.cpp sends a request to an idle slot:
+            # sent now, this one would land in a slot without the words just prefilled. The
+            # prefill is one token; wait for it.
+            await asyncio.wait({self._prefill}, timeout=1.0)
         options = self._options()
         messages = await self._conversation.chat_messages(
             options.instructions or self._system_prompt(), pending=words)
