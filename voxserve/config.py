@@ -259,10 +259,11 @@ class VadOptions(BaseModel):
     pause_ms: int = Field(200, ge=50, le=2000)
     # the audio end-of-turn model of the semantic modes (Smart Turn v3.2); false: words only
     end_of_turn_model: bool = True
-    # When the pause's words read complete, the LLM starts answering them before the turn is
-    # decided (no audio out): its prefill and first tokens overlap the rest of the wait. Speech
-    # that resumes cancels it (counted, voxserve_speculations_total); false: answers start only
-    # once the turn has ended.
+    # The LLM works ahead of the turn's end: while the user talks it prefills the partial
+    # transcript (a 1-token warm-up every four new words), and when the pause's words read
+    # complete it starts answering them (no audio out), so the prefill and first tokens overlap
+    # the rest of the wait. Speech that resumes cancels the answer (counted,
+    # voxserve_speculations_total); false: the LLM starts only once the turn has ended.
     speculative_answers: bool = True
 
 
