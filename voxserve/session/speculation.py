@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from voxserve.models.base import ChatRequest, LlmDelta
 from voxserve.session.pipeline import Pipeline
+from voxserve.tracing import current, tracer
 
 # adopted: the response streams it; resumed: the user went on talking; mismatched: the response
 # asked for something else (other words, context or settings); unused: no response followed
@@ -41,7 +42,12 @@ class Speculation:
         self._grew = asyncio.Event()
         self._error: Exception | None = None
         self._outcome: Outcome | None = None
-        self._task = spawn(self._pull())
+        # In the turn's trace, the LLM call hangs under this span (not the response's, which
+        # does not exist yet); it ends once the outcome is known and the stream is over.
+        self._span = tracer().start_span("voxserve.speculation", attributes={
+            "voxserve.request_id": request.request_id})
+        with current(self._span):
+            self._task = spawn(self._pull())
 
     async def _pull(self) -> None:
         try:
@@ -54,6 +60,11 @@ class Speculation:
         finally:
             self._ended = self._clock()
             self._grew.set()
+            self._end_span()
+
+    def _end_span(self) -> None:
+        if self._outcome is not None and self._ended is not None and self._span.is_recording():
+            self._span.end()
 
     @property
     def finished(self) -> bool:
@@ -68,14 +79,18 @@ class Speculation:
         if self._outcome is not None:
             return
         self._outcome = outcome
+        self._span.set_attribute("voxserve.speculation.outcome", outcome)
         self._task.cancel()
         self._report(outcome, (self._ended or self._clock()) - self._started)
+        self._end_span()
 
     def adopt(self) -> AsyncGenerator[LlmDelta, None]:
         """The answer for the response: what was kept, then the rest as it comes."""
         assert self._outcome is None, "adopted after it was discarded"
         self._outcome = "adopted"
+        self._span.set_attribute("voxserve.speculation.outcome", "adopted")
         self._report("adopted", self._clock() - self._started)
+        self._end_span()
         return self._replay()
 
     async def _replay(self) -> AsyncGenerator[LlmDelta, None]:
