@@ -89,6 +89,19 @@ def chat_request(o: ResponseOptions, messages: list[dict[str, Any]],
         request_id=request_id, truncation=o.truncation)
 
 
+async def answer_messages(o: ResponseOptions, conversation: Conversation, system_prompt: str,
+                          pending: str | None = None) -> list[dict[str, Any]]:
+    """The messages a response with options `o` sends the LLM. A speculation or a prefill
+    builds them here too, with the user's words still `pending`, so that they are the same."""
+    prompt = o.instructions or system_prompt
+    if o.context_items is not None:
+        scratch = Conversation()
+        for item in o.context_items:
+            scratch.add(item)
+        return await scratch.chat_messages(prompt, pending)
+    return await conversation.chat_messages(prompt, pending)
+
+
 def trace_event(name: str) -> None:
     """A timestamped event on the current span (the response's)."""
     trace.get_current_span().add_event(name)
@@ -261,15 +274,6 @@ class Response:
             mark_cancelled(span, self._cancel_reason or "client_cancelled")
         span.end()
 
-    async def _context(self) -> list[dict[str, Any]]:
-        prompt = self.options.instructions or self._system_prompt
-        if self.options.context_items is not None:
-            scratch = Conversation()
-            for item in self.options.context_items:
-                scratch.add(item)
-            return await scratch.chat_messages(prompt)
-        return await self._conversation.chat_messages(prompt)
-
     def _answer(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
         """The LLM's stream for `request`: the speculation's when it asked for the same."""
         spec, self._speculation = self._speculation, None
@@ -284,7 +288,7 @@ class Response:
         return self._pipeline.chat(request)
 
     async def _generate(self) -> None:
-        messages = await self._context()
+        messages = await answer_messages(self.options, self._conversation, self._system_prompt)
         self.timings.context_ready = time.monotonic()
         request = chat_request(self.options, messages, self.id)
         sentences: asyncio.Queue[str | None] = asyncio.Queue()

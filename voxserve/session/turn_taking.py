@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from voxserve.config import VadOptions
-from voxserve.models.base import Transcript
+from voxserve.models.base import ChatRequest, Transcript
 from voxserve.protocol.errors import ProtocolError
 from voxserve.protocol.items import ContentPart, Item
 from voxserve.protocol.server_events import (
@@ -35,7 +35,9 @@ from voxserve.session.listener import (
 from voxserve.session.observer import SessionObserver
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.responder import Responder
-from voxserve.session.response import CancelReason, Response, ResponseOptions, chat_request
+from voxserve.session.response import (
+    CancelReason, Response, ResponseOptions, answer_messages, chat_request,
+)
 from voxserve.session.speculation import Outcome, Speculation
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.transcriber import Transcriber
@@ -148,22 +150,24 @@ class TurnTaking:
         computes only the words after it. On one CPU thread a prefill costs ~20 ms a token, so a
         turn's 15-30 new tokens took 300-600 ms after the turn ended. One at a time, and
         again only after PREFILL_WORDS more words (each one also recomputes the prompt's tail)."""
-        if self._answers_early() is None or (self._prefill is not None
-                                             and not self._prefill.done()):
+        options = self._answers_early()
+        if options is None or (self._prefill is not None and not self._prefill.done()):
             return
         count = len(words.split())
         if item_id == self._prefilled[0] and count < self._prefilled[1] + PREFILL_WORDS:
             return
         self._prefilled = (item_id, count)
-        self._prefill = self._tasks.start(self._run_prefill(words))
+        self._prefill = self._tasks.start(self._run_prefill(options, words))
 
-    async def _run_prefill(self, words: str) -> None:
-        options = self._answers_early()
-        if options is None:
-            return
-        messages = await self._conversation.chat_messages(
-            options.instructions or self._system_prompt(), pending=words)
-        request = chat_request(options, messages, "")
+    async def _early_request(self, options: ResponseOptions, words: str,
+                             request_id: str) -> ChatRequest:
+        """The request the turn's response will make if the user's words are `words`."""
+        messages = await answer_messages(options, self._conversation, self._system_prompt(),
+                                         pending=words)
+        return chat_request(options, messages, request_id)
+
+    async def _run_prefill(self, options: ResponseOptions, words: str) -> None:
+        request = await self._early_request(options, words, "")
         try:
             await self._pipeline.warm(request.messages, request.tools, request.tool_choice)
         except Exception as exc:  # only a head start was lost; the answer computes it all
@@ -172,10 +176,8 @@ class TurnTaking:
     async def _speculate(self, heard: WordsComplete) -> None:
         """The pause's words read complete: ask the LLM now what the response will ask if the
         turn ends here, where the words are what the user's item will hold."""
-        if self._answers_early() is None:
-            return
         words = self._transcriber.cleaned(heard.text)
-        if not words:
+        if not words or self._answers_early() is None:
             return
         self._discard_speculation("resumed")
         if self._prefill is not None and not self._prefill.done():
@@ -183,14 +185,14 @@ class TurnTaking:
             # sent now, this one would land in a slot without the words just prefilled. The
             # prefill is one token; wait for it.
             await asyncio.wait({self._prefill}, timeout=1.0)
-        options = self._options()
-        messages = await self._conversation.chat_messages(
-            options.instructions or self._system_prompt(), pending=words)
+        options = self._answers_early()  # after the wait: the session may have changed
+        if options is None:
+            return
+        request = await self._early_request(options, words, f"spec_{heard.item_id}")
         if self._speculation is not None or not self._listener.paused_on(heard.item_id):
             return  # the user went on while the context was read
-        self._speculation = Speculation(
-            self._pipeline, chat_request(options, messages, f"spec_{heard.item_id}"),
-            self._tasks.start, self._speculated)
+        self._speculation = Speculation(self._pipeline, request, self._tasks.start,
+                                        self._speculated)
 
     def _speculated(self, outcome: Outcome, seconds: float) -> None:
         self._observer.speculation(outcome, seconds)
