@@ -234,6 +234,27 @@ def test_huge_tools_are_refused(tool: dict[str, Any], param: str) -> None:
     assert (err.code, err.param) == (ErrorCode.INVALID_VALUE, param)
 
 
+@pytest.mark.parametrize(("tool", "param", "says"), [
+    ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "strin"}}}},
+     "session.tools[0].parameters", "properties/a/type"),
+    ({"name": "f", "parameters": {"type": "object", "required": "a"}}, "session.tools[0].parameters",
+     "required"),
+    ({"name": "f", "parameters": {"type": "array"}}, "session.tools[0].parameters", '"type": "object"'),
+    ({"name": "message"}, "session.tools[0].name", "reserved"),
+])
+def test_malformed_tools_are_refused_with_the_reason(tool: dict[str, Any], param: str, says: str) -> None:
+    err = refused(apply_update, SessionConfig(), {"tools": [tool]}, Dialect.BETA, VOICES, False)
+    assert (err.code, err.param) == (ErrorCode.INVALID_VALUE, param)
+    assert says in err.message
+
+
+def test_a_schema_without_a_type_is_an_object_schema() -> None:
+    result = apply_update(SessionConfig(), {"tools": [{"name": "f", "parameters": {
+        "properties": {"a": {"type": "integer"}}}}]}, Dialect.BETA, VOICES, False)
+    assert not result.errors
+    assert result.config.tools[0].parameters["properties"]["a"] == {"type": "integer"}
+
+
 def test_too_many_tools_are_refused() -> None:
     tools = [{"name": f"f{i}"} for i in range(200)]
     err = refused(apply_update, SessionConfig(), {"tools": tools}, Dialect.BETA, VOICES, False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Literal
 
+from jsonschema import Draft202012Validator, SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from voxserve.audio.formats import AudioFormat
@@ -211,6 +212,15 @@ class FunctionTool(BaseModel):
     description: str = Field("", max_length=MAX_TOOL_DESCRIPTION_CHARS)
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        # the constrained answer's spoken branch is {"type": "message", ...} (models/tool_schema.py)
+        if name == "message":
+            raise refuse(ErrorCode.INVALID_VALUE, '"message" is reserved for the spoken answer; '
+                         "rename the function")
+        return name
+
     @field_validator("parameters")
     @classmethod
     def _bounded_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +228,17 @@ class FunctionTool(BaseModel):
         if size > MAX_TOOL_SCHEMA_CHARS:
             raise refuse(ErrorCode.INVALID_VALUE, f"the schema is {size} characters of JSON; at "
                          f"most {MAX_TOOL_SCHEMA_CHARS} are accepted")
+        # Checked here so a bad schema is the client's error now, not a failed response later
+        # (or a call decoded against a schema that means nothing).
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            where = "/".join(str(p) for p in exc.path) or "the schema"
+            raise refuse(ErrorCode.INVALID_VALUE, f"not a valid JSON schema at {where}: "
+                         f"{exc.message[:200]}") from None
+        if schema.get("type", "object") != "object":
+            raise refuse(ErrorCode.INVALID_VALUE, 'a function\'s parameters must be a schema of '
+                         '"type": "object"')
         return schema
 
 
