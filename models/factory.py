@@ -86,7 +86,8 @@ def build_llm(opts: LlmOptions) -> LlmEngine:
         path = _resolve("LLM", opts.model, {"qwen2.5-coder-0.5b-instruct-q4_k_m": qwen_05b_gguf})
         return LlamaCppEngine(path, n_ctx=opts.n_ctx, n_parallel=opts.n_parallel,
                               n_threads=opts.n_threads, cache_ram_mib=opts.cache_ram_mib,
-                              seed=opts.seed, temperature=opts.temperature)
+                              seed=opts.seed, temperature=opts.temperature,
+                              call_threshold=opts.tool_call_threshold)
 
 
 def build_tts(opts: TtsOptions) -> TtsEngine:

@@ -14,7 +14,8 @@ call on a worker thread (the call releases the GIL) and bridges chunks into an a
   prompt only prefills the new suffix (`warm()`), and the host-RAM prompt cache (`cache_ram_mib`)
   lets other slots pick it up;
 * tool calls: JSON-schema constrained decoding via `models.tool_schema` (the 0.5B Qwen default
-  does not emit native tool calls reliably).
+  does not emit native tool calls reliably), with the speak-or-call decision taken first on its
+  own and the spoken answer's JSON opening prefilled (`models.tool_decision`).
 * a conversation past the context: its oldest history is dropped before it is sent
   (`models.context_window`), so it gets an answer instead of an error on every later turn.
 
@@ -32,6 +33,7 @@ import secrets
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +42,10 @@ from typing import Any
 from .base import ChatRequest, LlmDelta
 from .context_window import ByteTokenizer, fit_messages, needs_fitting, without_marks
 from .sampling import SamplingOverrides
+from .tool_decision import (
+    AFTER_RESULT_THRESHOLD, DEFAULT_CALL_THRESHOLD, JSON_STRING_REST, MESSAGE_OPENING, OPENING, TOP_LOGPROBS,
+    after_tool_result, call_probability, grounded, repeats_call,
+)
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,26 @@ class _ServerTokenizer:
         return str(self._post("/detokenize", {"tokens": list(tokens)})["content"])
 
 
+@dataclass
+class _Usage:
+    """Token usage and finish reason of one streamed call, from its chunks."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    finish: str = ""
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if usage := chunk.get("usage"):
+            details = usage.get("prompt_tokens_details") or {}
+            self.prompt_tokens = int(usage.get("prompt_tokens", 0))
+            self.cached_tokens = int(details.get("cached_tokens", 0))
+            self.completion_tokens = int(usage.get("completion_tokens", 0))
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+
+
 class LlamaCppEngine:
     """`LlmEngine` on an in-process llama.cpp server.
 
@@ -81,6 +107,7 @@ class LlamaCppEngine:
     n_ctx: context tokens per slot; n_parallel slots share one model (continuous batching).
     n_threads: 1 by default: with ASR and TTS on the same two cores, llama.cpp's spinning worker
     threads collapse under contention, one thread holds its rate.
+    call_threshold: P(call) at which a `tool_choice: "auto"` answer calls (`models.tool_decision`).
     seed, temperature: server-side sampling settings that override every request's
     (`SamplingOverrides`). A seed also makes the engine reproducible (`reproducible`): one slot
     and no prompt cache, see below.
@@ -91,7 +118,8 @@ class LlamaCppEngine:
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_parallel: int = 1,
                  n_threads: int = 1, n_batch: int = 512, cache_ram_mib: int = 512,
                  default_max_tokens: int = 512, n_gpu_layers: int = 0, verbosity: int = 1,
-                 seed: int | None = None, temperature: float | None = None) -> None:
+                 seed: int | None = None, temperature: float | None = None,
+                 call_threshold: float = DEFAULT_CALL_THRESHOLD) -> None:
         import xllamacpp  # heavy native module: import only when an engine is built
 
         if model_path is None:
@@ -99,6 +127,7 @@ class LlamaCppEngine:
             model_path = qwen_05b_gguf()
         self.model_path = str(model_path)
         self.default_max_tokens = default_max_tokens
+        self.call_threshold = call_threshold
         self._sampling = SamplingOverrides(seed=seed, temperature=temperature)
         # A seed asks for the same answer to the same conversation, which llama.cpp gives only
         # one request at a time and without its prompt cache: a token's logits depend on the
@@ -162,8 +191,9 @@ class LlamaCppEngine:
         return fitted.messages
 
     def _body(self, request: ChatRequest, messages: list[dict[str, Any]], *,
-              strict_arguments: bool = True) -> tuple[dict[str, Any], bool]:
-        tool_mode = uses_tools(request.tools, request.tool_choice)
+              schema_choice: str | None = None, strict_arguments: bool = True) -> dict[str, Any]:
+        """The chat-completions body; `schema_choice`: constrain the answer to the say-or-call
+        schema for that tool choice (see `models.tool_schema.answer_schema`)."""
         body: dict[str, Any] = {
             "messages": messages,
             "stream": True,
@@ -174,11 +204,11 @@ class LlamaCppEngine:
         }
         if self._sampling.seed is not None:
             body["seed"] = self._sampling.seed
-        if tool_mode:
-            schema = answer_schema(request.tools, request.tool_choice, strict_arguments=strict_arguments)
+        if schema_choice is not None:
+            schema = answer_schema(request.tools, schema_choice, strict_arguments=strict_arguments)
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "answer", "schema": schema}}
-        return body, tool_mode
+        return body
 
     # -- streaming ---------------------------------------------------------------------------
     async def _chunks(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
@@ -225,9 +255,9 @@ class LlamaCppEngine:
         finally:
             stop.set()
 
-    async def _raw_stream(self, request: ChatRequest) -> AsyncGenerator[dict[str, Any], None]:
-        messages = await self._messages(request)
-        body, tool_mode = self._body(request, messages)
+    async def _schema_chunks(self, request: ChatRequest, messages: list[dict[str, Any]],
+                             choice: str) -> AsyncGenerator[dict[str, Any], None]:
+        body = self._body(request, messages, schema_choice=choice)
         try:
             # The first chunk comes only after prefill: any schema error is raised before it.
             first = True
@@ -236,54 +266,122 @@ class LlamaCppEngine:
                 yield chunk
         except LlmError as exc:
             # A tool's parameter schema llguidance cannot compile: retry with loose arguments.
-            if not (tool_mode and first and "schema" in str(exc).lower()):
+            if not (first and "schema" in str(exc).lower()):
                 raise
             log.warning("tool schema rejected (%s); retrying with unconstrained arguments", exc)
-            body, _ = self._body(request, messages, strict_arguments=False)
+            body = self._body(request, messages, schema_choice=choice, strict_arguments=False)
             async for chunk in self._chunks(body):
                 yield chunk
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
-        tool_mode = uses_tools(request.tools, request.tool_choice)
-        extractor = JsonStringFieldExtractor("text")
-        raw: list[str] = []
-        finish = ""
-        usage: dict[str, Any] = {}
-        chunks = self._raw_stream(request)
+    async def _text(self, chunks: AsyncGenerator[dict[str, Any], None], usage: _Usage,
+                    extractor: JsonStringFieldExtractor | None = None
+                    ) -> AsyncGenerator[str, None]:
+        """The content pieces of a streamed call (through `extractor`: the spoken text of a JSON
+        answer); usage and finish reason land in `usage`."""
         try:
             async for chunk in chunks:
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
+                usage.add(chunk)
                 for choice in chunk.get("choices") or ():
                     piece = (choice.get("delta") or {}).get("content") or ""
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
                     if not piece:
                         continue
-                    if not tool_mode:
-                        yield LlmDelta(kind="text", text=piece)
-                        continue
-                    raw.append(piece)
-                    # Speak the message text as it decodes; a tool call yields nothing yet.
-                    text = extractor.feed(piece)
+                    text = extractor.feed(piece) if extractor is not None else piece
                     if text:
-                        yield LlmDelta(kind="text", text=text)
+                        yield text
         finally:
             await chunks.aclose()  # stops generation when our consumer went away early
 
-        finish_reason = "length" if finish == "length" else "stop"
-        if tool_mode and finish != "length":
-            try:
-                kind, name_or_text, arguments = parse_answer("".join(raw))
-            except (json.JSONDecodeError, AttributeError) as exc:
-                raise LlmError(f"constrained answer is not valid JSON: {''.join(raw)[:200]!r}") from exc
-            if kind == "tool_call":
-                yield LlmDelta(kind="tool_call", name=name_or_text, arguments=arguments)
+    async def call_probability(self, request: ChatRequest,
+                               messages: list[dict[str, Any]] | None = None) -> float:
+        """P(call) for an "auto" tool answer (`models.tool_decision`): one token after the
+        answer's opening, with its top probabilities."""
+        if messages is None:
+            messages = await self._messages(request)
+        body = self._body(request, [*messages, {"role": "assistant", "content": OPENING}])
+        body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        body.pop("stream_options")
+        top: list[tuple[str, float]] = []
+        async for chunk in self._chunks(body):
+            for choice in chunk.get("choices") or ():
+                for entry in (choice.get("logprobs") or {}).get("content") or ():
+                    if not top:
+                        top = [(t["token"], t["logprob"]) for t in entry.get("top_logprobs", ())]
+        return call_probability(top, request.tools)
+
+    async def _decide_call(self, request: ChatRequest, messages: list[dict[str, Any]]) -> bool:
+        choice = request.tool_choice
+        if choice == "none":
+            return False
+        if choice not in ("auto", ""):
+            return True  # "required" or a named tool
+        p = await self.call_probability(request, messages)
+        after = after_tool_result(request.messages)
+        threshold = max(self.call_threshold, AFTER_RESULT_THRESHOLD) if after else self.call_threshold
+        log.debug("response %s: P(call) %.3f, threshold %.2f", request.request_id or "-", p, threshold)
+        return p >= threshold
+
+    async def _speak(self, request: ChatRequest, messages: list[dict[str, Any]],
+                     usage: _Usage) -> AsyncGenerator[LlmDelta, None]:
+        """A spoken answer in the constrained shape with its opening prefilled: the first token
+        generated is the first word."""
+        extractor = JsonStringFieldExtractor("text")
+        extractor.feed(MESSAGE_OPENING)
+        body = self._body(request, [*messages, {"role": "assistant", "content": MESSAGE_OPENING}])
+        body["grammar"] = JSON_STRING_REST  # the text, then the answer's close: it cannot ramble on
+        async for text in self._text(self._chunks(body), usage, extractor):
+            yield LlmDelta(kind="text", text=text)
+
+    async def _call(self, request: ChatRequest, messages: list[dict[str, Any]],
+                    usage: _Usage) -> tuple[str, str] | None:
+        """A tool call decoded with the schema of the request's tools; None when it ran out of
+        tokens before the JSON closed."""
+        choice = request.tool_choice if request.tool_choice not in ("auto", "") else "required"
+        raw = [piece async for piece in self._text(self._schema_chunks(request, messages, choice), usage)]
+        if usage.finish == "length":
+            return None
+        try:
+            kind, name, arguments = parse_answer("".join(raw))
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise LlmError(f"constrained answer is not valid JSON: {''.join(raw)[:200]!r}") from exc
+        return (name, arguments) if kind == "tool_call" else None
+
+    @staticmethod
+    def _kept(request: ChatRequest, name: str, arguments: str) -> tuple[str, str] | None:
+        """An "auto" call, unless it repeats one already answered or makes up its arguments
+        (`models.tool_decision`): the answer then speaks instead."""
+        if repeats_call(request.messages, name, arguments):
+            why = "repeats a call already answered"
+        elif not grounded(name, arguments, request.tools, request.messages):
+            why = "has arguments the conversation never mentions"
+        else:
+            return name, arguments
+        log.info("response %s: %s%s %s; speaking instead", request.request_id or "-", name,
+                 arguments, why)
+        return None
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[LlmDelta, None]:
+        messages = await self._messages(request)
+        usage = _Usage()
+        finish_reason = "stop"
+        if not uses_tools(request.tools, request.tool_choice):
+            async for text in self._text(self._chunks(self._body(request, messages)), usage):
+                yield LlmDelta(kind="text", text=text)
+        else:
+            call = await self._call(request, messages, usage) \
+                if await self._decide_call(request, messages) else None
+            if call is not None and request.tool_choice in ("auto", ""):
+                call = self._kept(request, *call)
+            if call is not None:
+                yield LlmDelta(kind="tool_call", name=call[0], arguments=call[1])
                 finish_reason = "tool_call"
-        details = usage.get("prompt_tokens_details") or {}
-        yield LlmDelta(kind="done", prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                       cached_tokens=int(details.get("cached_tokens", 0)),
-                       completion_tokens=int(usage.get("completion_tokens", 0)),
+            elif usage.finish != "length":
+                usage = _Usage()
+                async for delta in self._speak(request, messages, usage):
+                    yield delta
+        if usage.finish == "length":
+            finish_reason = "length"
+        yield LlmDelta(kind="done", prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
+                       completion_tokens=usage.completion_tokens,
                        finish_reason=finish_reason)  # type: ignore[arg-type]
 
     async def warm(self, messages: Sequence[dict[str, Any]], tools: Sequence[Any] = (),
@@ -298,7 +396,6 @@ class LlamaCppEngine:
             return
         request = ChatRequest(messages=list(messages), tools=tuple(tools), tool_choice=tool_choice,
                               temperature=0.0, max_tokens=1)
-        body, _ = self._body(request, await self._messages(request))
-        body.pop("response_format", None)  # only the prompt matters; skip grammar compilation
+        body = self._body(request, await self._messages(request))
         async for _ in self._chunks(body):
             pass

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from voxserve.languages import LanguageRequest, normalise_all
+from voxserve.models.tool_decision import DEFAULT_CALL_THRESHOLD
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -235,6 +236,10 @@ class LlmOptions(BaseModel):
     # session.update or response.create): an agent or a test suite cannot be reproducible while
     # clients choose to sample.
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    # With `tool_choice: "auto"`, an answer calls a tool when the model's probability of
+    # calling reaches this (models/tool_decision.py; chosen on half of bench/tool_cases.py, the
+    # other half reported in docs/perf/tool-use.md). Lower calls more readily. llama.cpp only.
+    tool_call_threshold: float = Field(DEFAULT_CALL_THRESHOLD, gt=0.0, le=1.0)
     # vLLM only
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)

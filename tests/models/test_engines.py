@@ -307,6 +307,13 @@ def test_llm_tool_call_and_forced_choices(llm) -> None:
         ], tools=(WEATHER,), temperature=0.0))
         assert [d.kind for d in deltas if d.kind != "text"] == ["done"]
         assert "4" in "".join(d.text for d in deltas) or "four" in "".join(d.text for d in deltas).lower()
+        # a question no tool answers is spoken, even if the model would call with made-up
+        # arguments (get_weather(city="Paris") here, models/tool_decision.grounded)
+        deltas = await _collect(llm, ChatRequest(messages=[
+            SYSTEM, {"role": "user", "content": "What's the capital of France?"}],
+            tools=(WEATHER,), temperature=0.0))
+        assert [d.kind for d in deltas if d.kind != "text"] == ["done"], deltas
+        assert "paris" in "".join(d.text for d in deltas).lower()
         forced = await _collect(llm, ChatRequest(messages=[SYSTEM, {"role": "user", "content": "Hello!"}],
                                                  tools=(WEATHER,), tool_choice="required", temperature=0.0))
         assert [d.kind for d in forced] == ["tool_call", "done"]
