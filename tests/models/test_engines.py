@@ -339,7 +339,7 @@ def test_llm_seed_and_temperature_zero_give_the_same_answer_twice(reproducible_l
     story = [{"role": "system", "content": "You are a storyteller."},
              {"role": "user", "content": "Tell me a short story about a dragon."}]
     request = ChatRequest(messages=story, temperature=1.2, max_tokens=32)  # the client asks to sample
-    body, _ = reproducible_llm._body(request, story)
+    body = reproducible_llm._body(request, story)
     assert body["temperature"] == 0.0 and body["seed"] == 1234 and body["cache_prompt"] is False
 
     async def main() -> list[str]:
