@@ -44,7 +44,7 @@ from .context_window import ByteTokenizer, fit_messages, needs_fitting, without_
 from .sampling import SamplingOverrides
 from .tool_decision import (
     AFTER_RESULT_THRESHOLD, DEFAULT_CALL_THRESHOLD, JSON_STRING_REST, MESSAGE_OPENING, OPENING, TOP_LOGPROBS,
-    after_tool_result, call_probability, grounded, repeats_call,
+    after_tool_result, call_probability, decides, grounded, repeats_call,
 )
 from .tool_schema import JsonStringFieldExtractor, answer_schema, parse_answer, prepare_messages, uses_tools
 
@@ -312,7 +312,7 @@ class LlamaCppEngine:
         choice = request.tool_choice
         if choice == "none":
             return False
-        if choice not in ("auto", ""):
+        if not decides(choice):
             return True  # "required" or a named tool
         p = await self.call_probability(request, messages)
         after = after_tool_result(request.messages)
@@ -335,7 +335,7 @@ class LlamaCppEngine:
                     usage: _Usage) -> tuple[str, str] | None:
         """A tool call decoded with the schema of the request's tools; None when it ran out of
         tokens before the JSON closed."""
-        choice = request.tool_choice if request.tool_choice not in ("auto", "") else "required"
+        choice = "required" if decides(request.tool_choice) else request.tool_choice
         raw = [piece async for piece in self._text(self._schema_chunks(request, messages, choice), usage)]
         if usage.finish == "length":
             return None
@@ -369,7 +369,7 @@ class LlamaCppEngine:
         else:
             call = await self._call(request, messages, usage) \
                 if await self._decide_call(request, messages) else None
-            if call is not None and request.tool_choice in ("auto", ""):
+            if call is not None and decides(request.tool_choice):
                 call = self._kept(request, *call)
             if call is not None:
                 yield LlmDelta(kind="tool_call", name=call[0], arguments=call[1])

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .base import ToolSpec
-from .tool_schema import TYPE_MESSAGE
+from .tool_schema import TYPE_MESSAGE, content_text
 
 OPENING = '{"type": "'
 MESSAGE_OPENING = OPENING + TYPE_MESSAGE + '", "text": "'
@@ -42,6 +42,12 @@ DEFAULT_CALL_THRESHOLD = 0.74
 # After a tool result the model must be surer: a second call is rarely what the user needs, and
 # an identical one is refused anyway.
 AFTER_RESULT_THRESHOLD = 0.5
+
+
+def decides(tool_choice: str) -> bool:
+    """Whether the model chooses between speaking and calling ("auto", or unset): "none",
+    "required" and a named tool are the client's choice, and their calls are not checked."""
+    return tool_choice in ("auto", "")
 
 
 def call_probability(top: Iterable[tuple[str, float]], tools: Sequence[ToolSpec]) -> float:
@@ -101,14 +107,7 @@ def _words(text: str) -> list[str]:
 
 
 def _conversation_text(messages: Sequence[dict[str, Any]]) -> str:
-    parts = []
-    for msg in messages:
-        content = msg.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts += [p.get("text", "") for p in content if isinstance(p, dict)]
-    return " ".join(parts)
+    return " ".join(content_text(m.get("content")) for m in messages)
 
 
 # Words that ground nothing: the model fills a contact it does not know with "You", "your

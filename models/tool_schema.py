@@ -124,7 +124,7 @@ def check_tool_names(tools: Sequence[ToolSpec]) -> None:
             raise ValueError(f'a tool may not be named "{TYPE_MESSAGE}": it is the spoken-answer type')
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
     # OpenAI content may be a list of parts; keep only the text parts.
     if content is None:
         return ""
@@ -151,7 +151,7 @@ def flatten_tool_turns(messages: Sequence[dict[str, Any]], keep_marks: bool = Fa
         role = msg.get("role")
         if role == "assistant" and msg.get("tool_calls"):
             parts = []
-            text = _content_text(msg.get("content"))
+            text = content_text(msg.get("content"))
             if text:
                 parts.append(json.dumps({"type": TYPE_MESSAGE, "text": text}, ensure_ascii=False))
             for call in msg["tool_calls"]:
@@ -167,13 +167,13 @@ def flatten_tool_turns(messages: Sequence[dict[str, Any]], keep_marks: bool = Fa
             out.append({"role": "assistant", "content": "\n".join(parts)})
         elif role == "tool":
             name = msg.get("name") or call_names.get(msg.get("tool_call_id", ""), "the function")
-            text = f"Result of {name}: {_content_text(msg.get('content'))}"
+            text = f"Result of {name}: {content_text(msg.get('content'))}"
             if out and out[-1]["role"] == "user" and out[-1].get(TOOL_RESULT):
                 out[-1]["content"] += "\n" + text
             else:
                 out.append({"role": "user", "content": text, TOOL_RESULT: True})
         else:
-            out.append({"role": role, "content": _content_text(msg.get("content"))})
+            out.append({"role": role, "content": content_text(msg.get("content"))})
     return out if keep_marks else without_marks(out)
 
 
