@@ -111,13 +111,25 @@ class LlmEngine(Protocol):
 
 
 @dataclass(frozen=True)
+class Phone:
+    """One phoneme of synthesized speech: a symbol of the misaki (Kokoro) alphabet, which hibari
+    and Kokoro both speak, with its time from the start of its chunk."""
+
+    symbol: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
 class SpeechChunk:
-    """A piece of synthesized speech and the words it contains, timed from its own start."""
+    """A piece of synthesized speech and the words and phonemes it contains, timed from its
+    own start."""
 
     audio: np.ndarray  # float32 mono at `sample_rate`
     sample_rate: int
     text: str
     words: tuple[Word, ...] = field(default_factory=tuple)
+    phones: tuple[Phone, ...] = field(default_factory=tuple)  # empty if the engine has none
 
 
 class TtsEngine(Protocol):

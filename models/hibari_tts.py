@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import SpeechChunk, Word
+from .base import Phone, SpeechChunk, Word
 from .speech_trim import pause_after, voiced_span
 
 log = logging.getLogger(__name__)
@@ -179,22 +179,28 @@ class HibariTtsEngine:
         return segs
 
     # -- synthesis -----------------------------------------------------------------------------
-    def _run(self, tokens: list[_Token], speed: float,
-             rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
-        """Synthesize one token run; returns audio and (token text, start s, end s) per spoken token."""
+    def _run(self, tokens: list[_Token], speed: float, rng: np.random.Generator
+             ) -> tuple[np.ndarray, list[tuple[str, float, float]], list[Phone]]:
+        """Synthesize one token run; returns audio, (token text, start s, end s) per spoken
+        token, and the timed phonemes (punctuation included: it is where the pauses are)."""
         from hibari import dsp
 
         ids = [0]
         spans: list[tuple[str, int, int]] = []  # token text, first id index, end id index
+        symbols: list[tuple[str, int]] = []  # phoneme symbol, its id index
         for k, tok in enumerate(tokens):
             first = len(ids)
-            ids.extend(self._vocab[c] for c in tok.phonemes if c in self._vocab)
+            for c in tok.phonemes:
+                if c in self._vocab:
+                    if c != " ":
+                        symbols.append((c, len(ids)))
+                    ids.append(self._vocab[c])
             spans.append((tok.text, first, len(ids)))
             if tok.space_after and k < len(tokens) - 1:
                 ids.append(self._vocab[" "])
         ids.append(0)
         if len(ids) < 3:
-            return np.zeros(0, np.float32), []
+            return np.zeros(0, np.float32), [], []
         out = self._session.run(None, {"ids": np.asarray([ids], np.int64),
                                        "speed": np.asarray([speed], np.float32)})
         lh, th, ln, lr, phi, f0 = (o[0] for o in out[:6])
@@ -208,20 +214,23 @@ class HibariTtsEngine:
         unit = len(audio) / SAMPLE_RATE / total
         edges = np.concatenate([[0.0], np.cumsum(durations)]) * unit
         timed = [(text, float(edges[a]), float(edges[b])) for text, a, b in spans if b > a]
-        return audio.astype(np.float32, copy=False), timed
+        phones = [Phone(c, float(edges[i]), float(edges[i + 1])) for c, i in symbols
+                  if edges[i + 1] > edges[i]]
+        return audio.astype(np.float32, copy=False), timed, phones
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> SpeechChunk:
         if voice not in (None, "", "heart"):
             raise ValueError(f"hibari voice {voice!r} is not available offline; voices: {self.voices}")
         parts: list[np.ndarray] = []
         timed: list[tuple[str, float, float]] = []
+        phones: list[Phone] = []
         offset = 0.0
         previous = ""  # the text of the part before: its ending chooses the pause between them
         # A generator per call: numpy Generators are not thread-safe and deployments call concurrently.
         rng = np.random.default_rng(self._seed)
         for sentence in self._split_sentences(text):
             for seg in self._segments(self._tokens(sentence)):
-                audio, spans = self._run(seg, speed, rng)
+                audio, spans, seg_phones = self._run(seg, speed, rng)
                 # Each run is padded with ~0.3 s of silence before and ~0.4 s after; keep only
                 # the voiced span and the pause the text calls for (models/speech_trim.py).
                 start, end = voiced_span(audio, SAMPLE_RATE)
@@ -231,12 +240,18 @@ class HibariTtsEngine:
                                  np.float32)
                 shift = offset + (pause.size - start) / SAMPLE_RATE
                 timed += [(t, s + shift, e + shift) for t, s, e in spans]
+                # phonemes in the cut silence go (punctuation's pause is the one added here)
+                lo = offset + pause.size / SAMPLE_RATE
+                hi = lo + (end - start) / SAMPLE_RATE
+                phones += [Phone(p.symbol, max(p.start_s + shift, lo), min(p.end_s + shift, hi))
+                           for p in seg_phones if p.end_s + shift > lo and p.start_s + shift < hi]
                 parts += [pause, audio[start:end]]
                 offset += (pause.size + end - start) / SAMPLE_RATE
                 previous = "".join(t.text + (" " if t.space_after else "") for t in seg)
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         timed = [(t, min(max(s, 0.0), offset), min(max(e, 0.0), offset)) for t, s, e in timed]
-        return SpeechChunk(audio=audio, sample_rate=SAMPLE_RATE, text=text, words=self._align(text, timed))
+        return SpeechChunk(audio=audio, sample_rate=SAMPLE_RATE, text=text,
+                           words=self._align(text, timed), phones=tuple(phones))
 
     # -- words ---------------------------------------------------------------------------------
     @staticmethod

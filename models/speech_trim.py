@@ -5,14 +5,15 @@ after the last, measured), so an answer spoken piece by piece would start ~0.3 s
 ~0.7 s between pieces. Each piece is trimmed to its voiced span and later pieces get a pause
 chosen from how the previous piece ended: a sentence end, a clause mark, or a bare word boundary.
 
-Word times move with the audio, so truncation at a barge-in and word timestamps stay exact.
+Word and phoneme times move with the audio, so truncation at a barge-in, word timestamps and
+visemes stay exact.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import SpeechChunk, Word
+from .base import Phone, SpeechChunk, Word
 
 WINDOW_S = 0.005
 # Below the piece's peak by this much counts as silence: hibari's padding is digital silence
@@ -71,8 +72,11 @@ def trimmed(chunk: SpeechChunk, pause_before_s: float = 0.0) -> SpeechChunk:
     length = audio.size / rate
     words = tuple(Word(w.text, _clamp(w.start_s + shift, length), _clamp(w.end_s + shift, length),
                        w.probability) for w in chunk.words)
+    lead = pad / rate  # phonemes in the cut silence (or in the pause put back) go
+    phones = tuple(Phone(p.symbol, max(p.start_s + shift, lead), min(p.end_s + shift, length))
+                   for p in chunk.phones if p.end_s + shift > lead and p.start_s + shift < length)
     return SpeechChunk(audio=audio.astype(np.float32, copy=False), sample_rate=rate,
-                       text=chunk.text, words=words)
+                       text=chunk.text, words=words, phones=phones)
 
 
 def _clamp(t: float, length: float) -> float:

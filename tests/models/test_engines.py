@@ -392,6 +392,13 @@ def test_tts_audio_words_and_intelligibility(asr) -> None:
     for a, b in zip(words, words[1:], strict=False):
         assert a.start_s <= a.end_s <= b.start_s + 1e-6
     assert words[0].start_s >= 0 and words[-1].end_s <= duration + 1e-6
+    # phonemes: in order, inside the audio, each inside its word, and every word has some
+    phones = chunk.phones
+    assert all(0 <= p.start_s < p.end_s <= duration + 1e-6 for p in phones)
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(phones, phones[1:], strict=False))
+    for w in words:
+        inside = [p for p in phones if w.start_s - 1e-6 <= p.start_s < w.end_s]
+        assert inside and inside[-1].end_s <= w.end_s + 1e-6, w
     heard = asr.transcribe(soxr.resample(chunk.audio, 24_000, 16_000).astype(np.float32), language="en")
     assert wer(text, heard.text) < 0.15, heard.text
     with pytest.raises(ValueError):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from voxserve.languages import LanguageRequest
-from voxserve.models.base import ChatRequest, LlmDelta, SpeechChunk, Transcript, Word
+from voxserve.models.base import ChatRequest, LlmDelta, Phone, SpeechChunk, Transcript, Word
 from voxserve.config import AsrOptions, LimitsOptions, SessionOptions, VadOptions
 from voxserve.session.session import RealtimeSession
 
@@ -115,7 +115,11 @@ class FakePipeline:
             t = np.arange(int(24000 * dur)) / 24000
             audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
             timed = tuple(Word(w, 0.25 * i, 0.25 * (i + 1)) for i, w in enumerate(words))
-            yield SpeechChunk(audio, 24000, text, timed)
+            # each letter a phoneme sharing its word's time (letters are misaki symbols too)
+            phones = tuple(Phone(ch, w.start_s + k * 0.25 / len(w.text),
+                                 w.start_s + (k + 1) * 0.25 / len(w.text))
+                           for w in timed for k, ch in enumerate(w.text))
+            yield SpeechChunk(audio, 24000, text, timed, phones)
         except (asyncio.CancelledError, GeneratorExit):
             self.speak_cancelled += 1
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxserve.models.base import SpeechChunk, Word
+from voxserve.models.base import Phone, SpeechChunk, Word
 from voxserve.models.speech_trim import (
     CLAUSE_PAUSE_S,
     SENTENCE_PAUSE_S,
@@ -68,6 +68,16 @@ def test_trimmed_shifts_words_with_the_audio_and_adds_the_pause() -> None:
     assert not later.audio[:int(SENTENCE_PAUSE_S * RATE)].any()
     assert later.words[0].start_s == pytest.approx(first.words[0].start_s + SENTENCE_PAUSE_S)
     assert later.text == chunk.text
+
+
+def test_trimmed_shifts_phonemes_and_drops_those_in_the_cut_silence() -> None:
+    chunk = SpeechChunk(audio=_padded(0.3, 1.0, 0.4), sample_rate=RATE, text="hi",
+                        phones=(Phone(".", 0.0, 0.2), Phone("h", 0.3, 0.5), Phone("I", 0.5, 1.35),
+                                Phone(".", 1.4, 1.7)))
+    out = trimmed(chunk, pause_before_s=CLAUSE_PAUSE_S)
+    assert [p.symbol for p in out.phones] == ["h", "I"]
+    assert out.phones[0].start_s == pytest.approx(CLAUSE_PAUSE_S + 0.005, abs=0.006)
+    assert out.phones[-1].end_s <= out.audio.size / RATE
 
 
 def test_trimming_twice_changes_nothing_more() -> None:

@@ -371,6 +371,51 @@ class TextDoneEvent(_PartRef):
     text: str
 
 
+# Voice Live: what rides on the spoken audio, keyed to its content part, each sent no later
+# than the audio it describes (voxserve/session/speech_marks.py).
+
+
+class AudioTimestampDeltaEvent(_PartRef):  # Voice Live
+    type = "response.audio_timestamp.delta"
+    voice_live_only = True
+    audio_offset_ms: int
+    audio_duration_ms: int
+    text: str
+    timestamp_type: str = "word"
+
+
+class AudioTimestampDoneEvent(_PartRef):  # Voice Live
+    type = "response.audio_timestamp.done"
+    voice_live_only = True
+
+
+class AnimationVisemeDeltaEvent(_PartRef):  # Voice Live
+    type = "response.animation_viseme.delta"
+    voice_live_only = True
+    audio_offset_ms: int
+    viseme_id: int
+
+
+class AnimationVisemeDoneEvent(_PartRef):  # Voice Live
+    type = "response.animation_viseme.done"
+    voice_live_only = True
+
+
+class AnimationBlendshapesDeltaEvent(_PartRef):  # Voice Live
+    type = "response.animation_blendshapes.delta"
+    voice_live_only = True
+    frame_index: int  # of the first frame here, counted from the part's first frame
+    frames: list[list[float]]  # 55 weights per frame, 60 frames per second of audio
+
+
+class AnimationBlendshapesDoneEvent(ServerEvent):  # Voice Live: no content_index here
+    type = "response.animation_blendshapes.done"
+    voice_live_only = True
+    response_id: str
+    item_id: str
+    output_index: int
+
+
 class _CallRef(ServerEvent):
     response_id: str
     item_id: str

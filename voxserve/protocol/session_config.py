@@ -121,6 +121,9 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
         session["input_audio_sampling_rate"] = cfg.input_format.rate
         session["input_audio_echo_cancellation"] = (cfg.echo_cancellation.model_dump()
                                                     if cfg.echo_cancellation else None)
+        session["animation"] = (cfg.animation.model_dump(exclude_none=True)
+                                if cfg.animation else None)
+        session["output_audio_timestamp_types"] = ["word"] if cfg.word_timestamps else None
     session["include"] = [LOGPROBS] if cfg.transcription_logprobs else None
     if dialect is Dialect.BETA:
         session["voice"] = cfg.voice

@@ -66,6 +66,18 @@ class EchoCancellation(BaseModel):  # Voice Live `input_audio_echo_cancellation`
         return self
 
 
+AnimationOutput = Literal["blendshapes", "viseme_id"]
+
+
+class Animation(BaseModel):  # Voice Live `animation`
+    """Which animation streams ride on the spoken audio (models/visemes.py, blendshapes.py).
+    `model_name` is echoed: there is one animation model here."""
+
+    model_config = _STRICT
+    model_name: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    outputs: list[AnimationOutput] = Field(default_factory=list, max_length=2)
+
+
 class EndOfUtterance(BaseModel):  # Voice Live
     model_config = _STRICT
     model: Literal["semantic_detection_v1", "semantic_detection_v1_en",
@@ -281,6 +293,9 @@ class SessionConfig(BaseModel):
     # the audio front end (voxserve/audio/front_end.py), before VAD, Smart Turn and ASR
     noise_reduction: NoiseReduction | None = None
     echo_cancellation: EchoCancellation | None = None
+    # Voice Live: what rides on the spoken audio (voxserve/session/speech_marks.py)
+    animation: Animation | None = None
+    word_timestamps: bool = False  # `output_audio_timestamp_types: ["word"]`
 
     def effective(self) -> SessionConfig:
         """The config as the session runs it: a transcription session always transcribes and

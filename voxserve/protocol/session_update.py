@@ -30,7 +30,7 @@ from voxserve.protocol.fields import (
     VoiceChoice, context_of,
 )
 from voxserve.protocol.session_models import (
-    OPENAI_NOISE_TYPES, VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, EchoCancellation,
+    OPENAI_NOISE_TYPES, VOICE_LIVE_TURN_FIELDS, VOICE_LIVE_TURN_TYPES, Animation, EchoCancellation,
     InputTranscription, NoiseReduction, NoiseReductionSetting, SessionConfig, TruncationConfig,
     TurnDetection, VoiceTable,
 )
@@ -75,7 +75,24 @@ def _echo_cancellation(raw: Any) -> EchoCancellation | None:
     return None if raw is None else nested(EchoCancellation, raw)
 
 
+def _animation(raw: Any) -> Animation | None:
+    return None if raw is None else nested(Animation, raw)
+
+
+def _timestamp_types(raw: Any) -> bool:
+    """`output_audio_timestamp_types`: whether word timestamps are sent (null or [] stops them)."""
+    if raw is None:
+        return False
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise refuse(ErrorCode.INVALID_TYPE, "must be an array of timestamp types")
+    if set(raw) - {"word"}:
+        raise refuse(ErrorCode.INVALID_VALUE, "the timestamp types are: word")
+    return bool(raw)
+
+
 NoiseReductionField = Annotated[NoiseReduction | None, PlainValidator(_noise_reduction)]
+AnimationField = Annotated[Animation | None, PlainValidator(_animation)]
+TimestampTypes = Annotated[bool | None, PlainValidator(_timestamp_types)]
 EchoCancellationField = Annotated[EchoCancellation | None, PlainValidator(_echo_cancellation)]
 
 
@@ -272,14 +289,14 @@ class VoiceLiveSessionUpdate(FlatSessionUpdate):
     # field (`audio_output`, the name of `modalities`) would count as that field being set.
     model_config = ConfigDict(extra="ignore")
     noted = {**FlatSessionUpdate.noted,
-             "animation": "(visemes, blendshapes) is not available on this server yet",
-             "output_audio_timestamp_types": "(word timestamps) is not available on this "
-                                             "server yet",
              "interim_response": "is not available on this server yet",
              "reasoning_effort": "has no effect: the served model does not reason"}
     input_audio_sampling_rate: Literal[8000, 16000, 24000] | None = None  # Voice Live
     echo_cancellation: EchoCancellationField = Field(None,  # Voice Live
                                                      alias="input_audio_echo_cancellation")
+    animation: AnimationField = None  # Voice Live
+    word_timestamps: TimestampTypes = Field(None,  # Voice Live
+                                            alias="output_audio_timestamp_types")
     avatar: Annotated[None, _unavailable("avatar rendering")] = None  # Voice Live
     agent: Annotated[None, _unavailable("agent mode (a Foundry agent answering)")] = None
 

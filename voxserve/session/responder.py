@@ -26,6 +26,7 @@ from voxserve.session.pipeline import Pipeline
 from voxserve.session.playback import Playback
 from voxserve.session.response import CancelReason, Response, ResponseOptions
 from voxserve.session.speculation import Speculation
+from voxserve.session.speech_marks import MarkOptions
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.turn import Turn
 
@@ -61,7 +62,13 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
         max_output_tokens=(o.max_output_tokens if o.max_output_tokens is not None
                            else cfg.max_output_tokens),
         in_conversation=o.in_conversation, context_items=context, metadata=o.metadata,
-        verbatim=o.verbatim, truncation=_truncation(cfg.truncation))
+        verbatim=o.verbatim, truncation=_truncation(cfg.truncation), marks=_marks(cfg))
+
+
+def _marks(cfg: SessionConfig) -> MarkOptions:
+    outputs = cfg.animation.outputs if cfg.animation else ()
+    return MarkOptions(words=cfg.word_timestamps, visemes="viseme_id" in outputs,
+                       blendshapes="blendshapes" in outputs)
 
 
 def _truncation(t: TruncationConfig) -> Truncation:

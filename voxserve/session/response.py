@@ -21,7 +21,9 @@ from opentelemetry import trace
 
 from voxserve.audio.formats import AudioFormat, b64encode
 from voxserve.audio.resample import resample
-from voxserve.models.base import DEFAULT_TRUNCATION, ChatRequest, LlmDelta, ToolSpec, Truncation, Word
+from voxserve.models.base import (
+    DEFAULT_TRUNCATION, ChatRequest, LlmDelta, Phone, ToolSpec, Truncation, Word,
+)
 from voxserve.models.speech_trim import pause_after, trimmed
 from voxserve.protocol.ids import new_id
 from voxserve.protocol.items import ContentPart, Item
@@ -37,6 +39,7 @@ from voxserve.session.conversation import CONVERSATION_ID, Conversation, SpokenA
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.outlet import Outlet
 from voxserve.session.speculation import Speculation
+from voxserve.session.speech_marks import NO_MARKS, MarkOptions, SpeechMarks
 from voxserve.session.text_chunker import TextChunker, speakable
 from voxserve.session.timings import ResponseTimings, StageTimes
 from voxserve.session.turn import Turn
@@ -67,6 +70,7 @@ class ResponseOptions:
     verbatim: str | None = None  # Voice Live pre-generated message: spoken as is, no LLM call
     gain: float = 1.0  # on the spoken audio (Voice Live voice `volume`)
     truncation: Truncation = DEFAULT_TRUNCATION  # when the conversation outgrows the context
+    marks: MarkOptions = NO_MARKS  # word timestamps, visemes, blendshapes (Voice Live)
 
 
 async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
@@ -110,12 +114,14 @@ def trace_event(name: str) -> None:
 class _MessageOutput:
     """The assistant message being produced: its item, text so far and audio bookkeeping."""
 
-    def __init__(self, item: Item, output_index: int, audio: bool) -> None:
+    def __init__(self, item: Item, output_index: int, audio: bool,
+                 marks: SpeechMarks | None) -> None:
         self.item = item
         self.output_index = output_index
         self.audio = audio
         self.text = ""  # transcript (audio) or text (text-only) sent so far
         self.spoken = SpokenAudio()
+        self.marks = marks  # what rides on the audio, if the session asked for any
 
 
 class Response:
@@ -353,7 +359,11 @@ class Response:
         index = await self._add_output_item(item.model_copy(deep=True))
         # the copy in the output list / conversation gets the part once it is announced
         stored = self._output[index]
-        self._message = _MessageOutput(stored, index, audio)
+        ref = {"response_id": self.id, "item_id": stored.id, "output_index": index,
+               "content_index": 0}
+        marks = self.options.marks
+        self._message = _MessageOutput(stored, index, audio,
+                                       SpeechMarks(marks, ref) if audio and marks else None)
         part = ContentPart(type="audio", transcript="") if audio else ContentPart(type="text", text="")
         stored.content.append(part)
         part_wire = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
@@ -383,11 +393,12 @@ class Response:
                     # like a speaker's at that mark, not the engine's own padding.
                     spoken = trimmed(chunk, pause_after(previous) if previous else 0.0)
                     previous = ""
-                    await self._send_audio(message, spoken.audio, spoken.sample_rate, spoken.words)
+                    await self._send_audio(message, spoken.audio, spoken.sample_rate,
+                                           spoken.words, spoken.phones)
             previous = clean
 
     async def _send_audio(self, message: _MessageOutput, audio: np.ndarray, rate: int,
-                          words: tuple[Word, ...]) -> None:
+                          words: tuple[Word, ...], phones: tuple[Phone, ...] = ()) -> None:
         fmt = self.options.output_format
         out = resample(audio, rate, fmt.rate)
         if self.options.gain != 1.0:
@@ -395,11 +406,16 @@ class Response:
         offset_s = message.spoken.duration_ms / 1000.0
         message.spoken.words.extend(Word(w.text, w.start_s + offset_s, w.end_s + offset_s)
                                     for w in words)
+        if message.marks is not None:
+            message.marks.add(offset_s, words, phones)
         step = fmt.rate * AUDIO_DELTA_MS // 1000
         for start in range(0, out.size, step):
             piece = out[start:start + step]
             if self._pace is not None:
                 await self._pace(piece, fmt.rate)
+            if message.marks is not None:  # each mark goes out no later than its audio
+                for mark in message.marks.due(offset_s + (start + piece.size) / fmt.rate):
+                    await self._emit(mark)
             await self._emit(AudioDeltaEvent(**self._part_ref(message),
                                               delta=b64encode(fmt.encode(piece))))
             message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate
@@ -419,6 +435,8 @@ class Response:
         if m.audio:
             await self._emit(AudioDoneEvent(**ref))
             await self._emit(AudioTranscriptDoneEvent(**ref, transcript=m.text))
+            for done in m.marks.done() if m.marks is not None else ():
+                await self._emit(done)
             part = {"type": "audio", "transcript": m.text}
             self._conversation.spoken[m.item.id] = m.spoken
             self.spoken_item_id = m.item.id
