@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from voxserve import client_secrets, process_stats
+from voxserve import client_secrets, page, process_stats
 from voxserve.auth import (
     ClientSecret, TokenError, chosen_subprotocol, is_key, is_token, origin_allowed,
     parse_subprotocols, presented_credential, verify_token,
@@ -109,7 +109,7 @@ class IngressDeployment:
         nothing about keys), then a client secret or a key. voxserve/auth.py has the forms."""
         server = self._options.server
         origin = headers.get("origin")
-        if not origin_allowed(origin, server.allowed_origins):
+        if not origin_allowed(origin, server.allowed_origins, headers.get("host")):
             return _Refusal(403, f"origin {(origin or '')[:200]!r} is not allowed on this server "
                             "(server.allowed_origins)")
         credential = presented_credential(headers, query, subprotocols)
@@ -196,9 +196,27 @@ class IngressDeployment:
                              "process": process_stats.read()})
 
     @app.get("/")
-    async def root(self) -> PlainTextResponse:
-        return PlainTextResponse("VoxServe: connect a Realtime client to ws://HOST:PORT/v1/realtime "
-                                 "or a Voice Live client to /voice-live/realtime\n")
+    async def root(self) -> Response:
+        """The browser page (voxserve/page.py): a Voice Live client with a talking face."""
+        return self._page_file("index.html")
+
+    @app.get("/web/{name}")
+    async def web(self, name: str) -> Response:
+        return self._page_file(name)
+
+    @staticmethod
+    def _page_file(name: str) -> Response:
+        found = page.read(name)
+        if found is None:
+            return PlainTextResponse("not found", status_code=404)
+        body, kind = found
+        return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/voices")
+    async def voices(self) -> JSONResponse:
+        """The voice names a session may ask for (the page's picker) and the default."""
+        opts = self._options.session
+        return JSONResponse({"voices": sorted(opts.voices), "default": opts.default_voice})
 
     # One thin method per route (the path and headers pick the dialect). This module does not use
     # `from __future__ import annotations`: Serve's class-based view rebuilds these signatures,

@@ -85,13 +85,17 @@ def is_key(value: str, keys: Sequence[str]) -> bool:
     return found
 
 
-def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
+def origin_allowed(origin: str | None, allowed: Sequence[str], host: str | None = None) -> bool:
     """Browsers always send `Origin` on a WebSocket; other clients usually do not. No Origin, or
     an empty allow-list, passes: the list guards against other web pages, the key against the
-    rest. Entries compare case-insensitively without a trailing slash; `*` allows any."""
+    rest. Entries compare case-insensitively without a trailing slash; `*` allows any. The
+    server's own page (Origin naming the `Host` the request came to) always passes: it is
+    VoxServe's, and it still needs a key off loopback."""
     if origin is None or not allowed:
         return True
     norm = origin.strip().rstrip("/").lower()
+    if host and norm.split("://", 1)[-1] == host.strip().lower():
+        return True
     return any(a == "*" or a.strip().rstrip("/").lower() == norm for a in allowed)
 
 

@@ -167,6 +167,10 @@ def test_origin_rules() -> None:
     assert not origin_allowed("http://app.example.com", allowed)  # scheme matters
     assert not origin_allowed("null", allowed)
     assert origin_allowed("https://anything", ["*"])
+    # the server's own page: Origin names the host the request came to
+    assert origin_allowed("http://127.0.0.1:8000", allowed, host="127.0.0.1:8000")
+    assert not origin_allowed("http://127.0.0.1:8001", allowed, host="127.0.0.1:8000")
+    assert not origin_allowed("https://evil.example", allowed, host="127.0.0.1:8000")
 
 
 # ---- key sources and TLS options -------------------------------------------------------------
