@@ -31,7 +31,7 @@ import numpy as np
 
 from voxserve.bench.report import environment, pct
 from voxserve.models.base import SpeechChunk
-from voxserve.models.speech_trim import trimmed
+from voxserve.models.speech_trim import trimmed, window_power
 from voxserve.models.visemes import SILENCE, visemes
 from voxserve.protocol.dialects import Dialect
 
@@ -77,9 +77,8 @@ def _speech(tts: Any, sentence: str) -> SpeechChunk:
 
 def _edges(audio: np.ndarray) -> list[tuple[float, float]]:
     """(sound stops, sound starts again) for each pause of at least MIN_PAUSE_S."""
-    w = int(RATE * WINDOW_S)
-    n = audio.size // w
-    power = np.square(audio[:n * w].astype(np.float64)).reshape(n, w).mean(axis=1)
+    power = window_power(audio, int(RATE * WINDOW_S))
+    n = power.size
     loud = power >= power.max() * 10 ** (-EDGE_DB / 10)
     out, k = [], 0
     while k < n:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import Phone, SpeechChunk, Word
-from .speech_trim import pause_after, voiced_span
+from .speech_trim import pause_after, voiced_span, window_power
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,10 @@ class HibariTtsEngine:
         word's end and the mouth's closing came that late. The sound's end is read off the
         audio: the last 10 ms window within PAUSE_FLOOR_DB of the run's peak.
         """
-        window = SAMPLE_RATE // 100
-        n = audio.size // window
+        power = window_power(audio, SAMPLE_RATE // 100)
+        n = power.size
         if n == 0:
             return
-        power = np.square(audio[:n * window].astype(np.float64)).reshape(n, window).mean(axis=1)
         loud = power >= power.max() * 10.0 ** (-PAUSE_FLOOR_DB / 10.0)
         for i in range(1, len(ids) - 1):
             if ids[i + 1] not in self._pause_ids or ids[i] in self._pause_ids:

@@ -44,13 +44,18 @@ def pause_after(text: str) -> float:
     return WORD_PAUSE_S
 
 
+def window_power(audio: np.ndarray, window: int) -> np.ndarray:
+    """Mean power of each whole window of `window` samples (a partial last window is left out)."""
+    n = audio.size // window
+    return np.square(audio[:n * window].astype(np.float64)).reshape(n, window).mean(axis=1)
+
+
 def voiced_span(audio: np.ndarray, rate: int) -> tuple[int, int]:
     """First and one-past-last sample of the audible part (0, 0 when there is none)."""
     window = max(1, int(rate * WINDOW_S))
-    n = audio.size // window
-    if n == 0:
+    power = window_power(audio, window)
+    if power.size == 0:
         return (0, 0)
-    power = np.square(audio[:n * window].astype(np.float64)).reshape(n, window).mean(axis=1)
     peak = float(power.max())
     if peak <= 0.0:
         return (0, 0)

@@ -71,12 +71,9 @@ def _noise_reduction(raw: Any, info: ValidationInfo) -> NoiseReduction | None:
     return kind
 
 
-def _echo_cancellation(raw: Any) -> EchoCancellation | None:
-    return None if raw is None else nested(EchoCancellation, raw)
-
-
-def _animation(raw: Any) -> Animation | None:
-    return None if raw is None else nested(Animation, raw)
+def _null_or(model: type[BaseModel]) -> PlainValidator:
+    """A setting given as an object of `model`; null turns it off."""
+    return PlainValidator(lambda raw: None if raw is None else nested(model, raw))
 
 
 def _timestamp_types(raw: Any) -> bool:
@@ -91,9 +88,9 @@ def _timestamp_types(raw: Any) -> bool:
 
 
 NoiseReductionField = Annotated[NoiseReduction | None, PlainValidator(_noise_reduction)]
-AnimationField = Annotated[Animation | None, PlainValidator(_animation)]
+AnimationField = Annotated[Animation | None, _null_or(Animation)]
 TimestampTypes = Annotated[bool | None, PlainValidator(_timestamp_types)]
-EchoCancellationField = Annotated[EchoCancellation | None, PlainValidator(_echo_cancellation)]
+EchoCancellationField = Annotated[EchoCancellation | None, _null_or(EchoCancellation)]
 
 
 def _unavailable(what: str) -> PlainValidator:

@@ -114,14 +114,13 @@ def trace_event(name: str) -> None:
 class _MessageOutput:
     """The assistant message being produced: its item, text so far and audio bookkeeping."""
 
-    def __init__(self, item: Item, output_index: int, audio: bool,
-                 marks: SpeechMarks | None) -> None:
+    def __init__(self, item: Item, output_index: int, audio: bool) -> None:
         self.item = item
         self.output_index = output_index
         self.audio = audio
         self.text = ""  # transcript (audio) or text (text-only) sent so far
         self.spoken = SpokenAudio()
-        self.marks = marks  # what rides on the audio, if the session asked for any
+        self.marks: SpeechMarks | None = None  # what rides on the audio, if asked for
 
 
 class Response:
@@ -359,11 +358,9 @@ class Response:
         index = await self._add_output_item(item.model_copy(deep=True))
         # the copy in the output list / conversation gets the part once it is announced
         stored = self._output[index]
-        ref = {"response_id": self.id, "item_id": stored.id, "output_index": index,
-               "content_index": 0}
-        marks = self.options.marks
-        self._message = _MessageOutput(stored, index, audio,
-                                       SpeechMarks(marks, ref) if audio and marks else None)
+        self._message = _MessageOutput(stored, index, audio)
+        if audio and self.options.marks:
+            self._message.marks = SpeechMarks(self.options.marks, self._part_ref(self._message))
         part = ContentPart(type="audio", transcript="") if audio else ContentPart(type="text", text="")
         stored.content.append(part)
         part_wire = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
@@ -398,7 +395,7 @@ class Response:
             previous = clean
 
     async def _send_audio(self, message: _MessageOutput, audio: np.ndarray, rate: int,
-                          words: tuple[Word, ...], phones: tuple[Phone, ...] = ()) -> None:
+                          words: tuple[Word, ...], phones: tuple[Phone, ...]) -> None:
         fmt = self.options.output_format
         out = resample(audio, rate, fmt.rate)
         if self.options.gain != 1.0:
