@@ -44,6 +44,13 @@ function item(id) {
   return items.get(id);
 }
 
+function textOf(id, kind) {
+  // the transcript line of an item (the user's or the agent's), made on its first text
+  const it = item(id);
+  it.line = it.line || line(kind, "");
+  return it.line;
+}
+
 function send(event) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(event));
 }
@@ -140,30 +147,21 @@ function onEvent(e) {
       turnEnded = performance.now();
       firstAudio = null;
       break;
-    case "conversation.item.input_audio_transcription.delta": {
-      const it = item(e.item_id);
-      it.line = it.line || line("user", "");
-      it.line.textContent += e.delta;
+    case "conversation.item.input_audio_transcription.delta":
+      textOf(e.item_id, "user").textContent += e.delta;
       break;
-    }
-    case "conversation.item.input_audio_transcription.completed": {
-      const it = item(e.item_id);
-      it.line = it.line || line("user", "");
-      it.line.textContent = e.transcript;
+    case "conversation.item.input_audio_transcription.completed":
+      textOf(e.item_id, "user").textContent = e.transcript;
       break;
-    }
-    case "response.audio_transcript.delta": {
-      const it = item(e.item_id);
-      it.line = it.line || line("agent", "");
-      it.line.textContent += e.delta;
+    case "response.audio_transcript.delta":
+      textOf(e.item_id, "agent").textContent += e.delta;
       break;
-    }
     case "response.audio.delta":
       if (firstAudio === null && turnEnded !== null) {
         firstAudio = performance.now() - turnEnded;
         $("latency").textContent = `First audio ${Math.round(firstAudio)} ms after the end of your turn`;
       }
-      play(e.item_id, samplesOf(e.delta));
+      if (ctx) play(e.item_id, samplesOf(e.delta));  // not after Stop
       break;
     case "response.animation_viseme.delta":
       item(e.item_id).visemes.push({ t: e.audio_offset_ms, id: e.viseme_id });
@@ -225,7 +223,6 @@ async function start() {
     };
     capture.port.onmessage = (m) => send({ type: "input_audio_buffer.append",
                                            audio: pcm16Base64(m.data) });
-    setInterval(animate, 15);
     $("stop").disabled = false;
     setStatus("connecting", "idle");
   } catch (err) {
@@ -237,7 +234,12 @@ async function start() {
 function stop() {
   if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
   if (mic) mic.getTracks().forEach((t) => t.stop());
-  if (ctx) stopPlayback();
+  if (ctx) {
+    stopPlayback();
+    ctx.close();  // the next Start makes its own, whose clock starts at 0 again
+    ctx = null;
+    playhead = 0;
+  }
   $("stop").disabled = true;
   $("start").disabled = false;
 }
@@ -256,4 +258,5 @@ $("voice").addEventListener("change", () => {
 });
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);
+setInterval(animate, 15);
 loadVoices();
