@@ -138,14 +138,19 @@ async def run_case(client: Any, case: Case, speech: np.ndarray | None,
 
 def synthesize(cases: list[Case]) -> dict[str, np.ndarray]:
     """Each spoken case's request as speech from the packaged TTS, at the client's rate."""
+    return speech({case.id: case.request for case in cases})
+
+
+def speech(texts: dict[str, str]) -> dict[str, np.ndarray]:
+    """Each text (by key) as speech from the packaged TTS, at the client's rate."""
     from voxserve.audio.resample import resample
     from voxserve.models.hibari_tts import HibariTtsEngine
 
     tts = HibariTtsEngine(threads=1)
     out = {}
-    for case in cases:
-        chunk = tts.synthesize(case.request)
-        out[case.id] = resample(chunk.audio, chunk.sample_rate, RATE).astype(np.float32)
+    for key, text in texts.items():
+        chunk = tts.synthesize(text)
+        out[key] = resample(chunk.audio, chunk.sample_rate, RATE).astype(np.float32)
     return out
 
 

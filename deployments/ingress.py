@@ -32,6 +32,7 @@ from voxserve.deployments.admission import Admission
 from voxserve.deployments.logs import route_to_serve_log
 from voxserve.deployments.metrics import RayMetricsObserver
 from voxserve.deployments.serve_pipeline import ServePipeline
+from voxserve.knowledge.setup import knowledge_tool
 
 log = logging.getLogger("voxserve.ingress")
 
@@ -102,6 +103,9 @@ class IngressDeployment:
         self._observer = RayMetricsObserver()
         self._sessions: dict[str, RealtimeSession] = {}
         self._admission = Admission(self._options.limits)
+        # VoiceRAG's search_knowledge, when the options name documents (voxserve/knowledge)
+        tool = knowledge_tool(self._options.knowledge, log.info)
+        self._server_tools = (tool,) if tool is not None else ()
 
     def _admit(self, headers: Mapping[str, str], query: Mapping[str, str],
                subprotocols: Sequence[str], *, secrets_ok: bool = True) -> _Grant | _Refusal:
@@ -320,7 +324,7 @@ class IngressDeployment:
                                   transcription_models=self._options.asr.transcription_models,
                                   transcription_only=transcription_only,
                                   initial_config=initial, limits=self._options.limits,
-                                  asr=self._options.asr)
+                                  asr=self._options.asr, server_tools=self._server_tools)
         self._sessions[session.id] = session
         try:
             await session.serve(_WebSocketTransport(ws))

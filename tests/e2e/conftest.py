@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.otlp_receiver import OtlpReceiver
+from voxserve.bench.knowledge_cases import ABOUT as KNOWLEDGE_ABOUT
+from voxserve.bench.knowledge_cases import DOCS as KNOWLEDGE_DOCS
 
 API_KEY = "test-key-123"
 # Browsers on this page may connect; other Origins are refused (tests/e2e/test_auth.py). Clients
@@ -119,7 +121,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config.write_text(f"server:\n  api_keys: [{API_KEY}]\n  metrics_port: {metrics_port}\n"
                       f"  allowed_origins: ['{ALLOWED_ORIGIN}']\n"
                       f"limits:\n  max_sessions: {MAX_SESSIONS}\n"
-                      "llm:\n  seed: 1234\n  temperature: 0.0\n")
+                      "llm:\n  seed: 1234\n  temperature: 0.0\n"
+                      # VoiceRAG over the benchmark's documents, offered only to sessions that
+                      # ask (tests/e2e/test_knowledge.py): the other tests' answers stay as they were
+                      f"knowledge:\n  documents: {KNOWLEDGE_DOCS}\n  about: \"{KNOWLEDGE_ABOUT}\"\n"
+                      f"  index: {root / 'knowledge.sqlite'}\n  on_by_default: false\n")
     log = root / "server.log"
     port = free_port()
     traces = OtlpReceiver().start()

@@ -46,6 +46,7 @@ class FakePipeline:
         self.token_delay = token_delay
         self.transcript = transcript
         self.tool_call = tool_call
+        self.scripted_calls: list[tuple[str, str]] = []  # one call per request, then text
         self.requests: list[ChatRequest] = []
         self.spoken: list[str] = []
         self.chat_cancelled = 0
@@ -94,8 +95,10 @@ class FakePipeline:
         if self.fail_chat:
             raise RuntimeError("llm exploded")
         try:
-            if self.tool_call is not None:
-                yield LlmDelta(kind="tool_call", name=self.tool_call[0], arguments=self.tool_call[1])
+            scripted = self.scripted_calls and request.tool_choice != "none"
+            call = self.tool_call or (self.scripted_calls.pop(0) if scripted else None)
+            if call is not None:
+                yield LlmDelta(kind="tool_call", name=call[0], arguments=call[1])
             else:
                 for tok in self.tokens:
                     if self.token_delay:
@@ -211,14 +214,14 @@ async def start_session(dialect, pipeline: FakePipeline | None = None,  # type: 
                         transcription_only: bool = False,
                         transcription_models: Sequence[str] | None = None,
                         limits: LimitsOptions | None = None, asr: AsrOptions | None = None,
-                        **overrides: Any):
+                        server_tools: Sequence[Any] = (), **overrides: Any):
     pipeline = pipeline or FakePipeline()
     session_opts, vad_opts = session_options(**overrides)
     session = RealtimeSession(dialect, pipeline, EnergyVad, session_opts, vad_opts,
                               eot_model=eot_model, observer=observer,
                               transcription_only=transcription_only,
                               transcription_models=transcription_models, limits=limits,
-                              asr=asr)
+                              asr=asr, server_tools=server_tools)
     transport = FakeTransport()
     task = asyncio.create_task(session.serve(transport))
     await transport.wait_for("session.created")

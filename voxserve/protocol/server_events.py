@@ -353,7 +353,19 @@ class AudioTranscriptDeltaEvent(_PartRef):
     delta: str
 
 
-class AudioTranscriptDoneEvent(_PartRef):
+class _Sourced(_PartRef):
+    # VoiceRAG: the documents a server-side search gave the answer (voxserve/server_tools.py),
+    # [{path, title, section}]; absent when the response searched nothing.
+    sources: list[dict[str, Any]] | None = None
+
+    def payload(self, dialect: Dialect) -> dict[str, Any]:
+        data = super().payload(dialect)
+        if data.get("sources") is None:
+            data.pop("sources", None)
+        return data
+
+
+class AudioTranscriptDoneEvent(_Sourced):
     type = "response.audio_transcript.done"
     ga_type = "response.output_audio_transcript.done"
     transcript: str
@@ -365,7 +377,7 @@ class TextDeltaEvent(_PartRef):
     delta: str
 
 
-class TextDoneEvent(_PartRef):
+class TextDoneEvent(_Sourced):
     type = "response.text.done"
     ga_type = "response.output_text.done"
     text: str

@@ -285,6 +285,9 @@ class SessionConfig(BaseModel):
     # VoxServe's own extension (opt-in, never by default: official clients must not see unknown
     # events): a `voxserve.response.timing` event after each `response.done`.
     response_timing: bool = False
+    # `session.voxserve.knowledge`: whether the server's `search_knowledge` tool (VoiceRAG, when
+    # the operator configured documents) is offered in this session; None: the operator's default
+    knowledge: bool | None = None
     # A transcription session (GA `type: "transcription"`, `?intent=transcription`, beta
     # `transcription_session.update`): VAD and ASR only, never a response.
     transcription_only: bool = False

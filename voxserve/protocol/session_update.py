@@ -205,6 +205,7 @@ class _Extensions(_Section):
     """`session.voxserve`: VoxServe's own settings, in every dialect."""
 
     response_timing: Boolean = None
+    knowledge: Boolean = None
 
 
 Extensions = Annotated[_Extensions | None, NotNull]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.models.base import Truncation
@@ -20,6 +20,7 @@ from voxserve.protocol.response_overrides import ResponseOverrides
 from voxserve.protocol.server_events import ItemTruncatedEvent, ServerEvent
 from voxserve.protocol.session_config import SessionConfig, VoiceTable, flat_format_name
 from voxserve.protocol.session_models import TruncationConfig
+from voxserve.server_tools import ServerTool
 from voxserve.session.conversation import Conversation
 from voxserve.session.observer import SessionObserver
 from voxserve.session.pipeline import Pipeline
@@ -36,8 +37,12 @@ CANCEL_WAIT_S = 10.0  # a response that does not stop within this is logged and 
 
 
 def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: VoiceTable,
-                     system_prompt: str, conversation: Conversation) -> ResponseOptions:
-    """The session's settings with one `response.create`'s overrides (already validated)."""
+                     system_prompt: str, conversation: Conversation,
+                     server_tools: Sequence[ServerTool] = ()) -> ResponseOptions:
+    """The session's settings with one `response.create`'s overrides (already validated).
+
+    `server_tools` are offered beside the client's tools unless the session turned them off
+    (`session.voxserve.knowledge`), the answer may call no tool, or a client tool has the name."""
     o = o or ResponseOverrides()
     voice = o.voice if o.voice is not None else cfg.voice
     instructions = o.instructions if o.instructions is not None else system_prompt
@@ -48,6 +53,12 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
     if o.input is not None:
         context = [conversation.get(x.id, "response.input.id") if isinstance(x, ItemReference)
                    else x for x in o.input]
+    tools = o.tools if o.tools is not None else cfg.tools
+    tool_choice = o.tool_choice if o.tool_choice is not None else cfg.tool_choice
+    names = {t.name for t in tools}
+    served = {t.spec.name: t for t in server_tools if t.spec.name not in names
+              and (cfg.knowledge if cfg.knowledge is not None else t.on_by_default)} \
+        if tool_choice != "none" else {}
     return ResponseOptions(
         instructions=instructions,
         audio_output=o.audio_output if o.audio_output is not None else cfg.audio_output,
@@ -56,8 +67,8 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
         gain=o.volume if o.volume is not None else cfg.volume,
         output_format=output_format,
         output_format_name=flat_format_name(output_format, output=True),
-        tools=o.tools if o.tools is not None else cfg.tools,
-        tool_choice=o.tool_choice if o.tool_choice is not None else cfg.tool_choice,
+        tools=[*tools, *(t.spec for t in served.values())], tool_choice=tool_choice,
+        server_tools=served,
         temperature=o.temperature if o.temperature is not None else cfg.temperature,
         max_output_tokens=(o.max_output_tokens if o.max_output_tokens is not None
                            else cfg.max_output_tokens),
@@ -181,10 +192,9 @@ class Responder:
         it, estimated as real-time playback from the first audio sent (we do not see playback)."""
         item_id = response.spoken_item_id
         spoken = self._conversation.spoken.get(item_id or "")
-        if item_id is None or spoken is None or not response.timings.first_audio_sent:
+        if item_id is None or spoken is None or not response.spoken_started:
             return
-        played = min(spoken.duration_ms,
-                     (self._clock() - response.timings.first_audio_sent) * 1000)
+        played = min(spoken.duration_ms, (self._clock() - response.spoken_started) * 1000)
         item: Item = self._conversation.get(item_id)
         item.content[0].transcript = spoken.text_until(played)
         await self._send(ItemTruncatedEvent(item_id=item_id, content_index=0,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ from voxserve.models.base import (
     DEFAULT_TRUNCATION, ChatRequest, LlmDelta, Phone, ToolSpec, Truncation, Word,
 )
 from voxserve.models.speech_trim import pause_after, trimmed
+from voxserve.models.tool_schema import content_text
 from voxserve.protocol.ids import new_id
 from voxserve.protocol.items import ContentPart, Item
 from voxserve.protocol.server_events import (
@@ -35,6 +37,7 @@ from voxserve.protocol.server_events import (
     ResponseStatus, ServerEvent, TextDeltaEvent, TextDoneEvent, Usage,
 )
 from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoiceFunction
+from voxserve.server_tools import ServerTool, Source, ToolResult, cited
 from voxserve.session.conversation import CONVERSATION_ID, Conversation, SpokenAudio
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.outlet import Outlet
@@ -48,7 +51,18 @@ from voxserve.tracing import current, mark_cancelled, mark_failed, tracer
 log = logging.getLogger("voxserve.response")
 
 AUDIO_DELTA_MS = 100  # audio deltas of at most 100 ms (the protocol asks for 20-100 ms)
+# Server-tool rounds in one response (a search, its result read, maybe another search); the
+# step after the last may only speak, so a model that keeps calling still answers.
+MAX_TOOL_STEPS = 3
 CancelReason = Literal["turn_detected", "client_cancelled"]
+
+
+class _EndMessage:
+    """In the TTS queue: close the message spoken so far; later text opens a new one."""
+
+
+END_MESSAGE = _EndMessage()
+Piece = str | _EndMessage | None  # what the TTS worker takes: text, a message's end, the end
 
 
 @dataclass
@@ -71,6 +85,9 @@ class ResponseOptions:
     gain: float = 1.0  # on the spoken audio (Voice Live voice `volume`)
     truncation: Truncation = DEFAULT_TRUNCATION  # when the conversation outgrows the context
     marks: MarkOptions = NO_MARKS  # word timestamps, visemes, blendshapes (Voice Live)
+    # tools the response runs itself (voxserve/server_tools.py), by name; their specs are in
+    # `tools` too, which is what the model is offered
+    server_tools: Mapping[str, ServerTool] = field(default_factory=dict)
 
 
 async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
@@ -79,11 +96,12 @@ async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
     yield LlmDelta(kind="done", finish_reason="stop")
 
 
-def chat_request(o: ResponseOptions, messages: list[dict[str, Any]],
-                 request_id: str) -> ChatRequest:
+def chat_request(o: ResponseOptions, messages: list[dict[str, Any]], request_id: str,
+                 tool_choice: ToolChoice | None = None) -> ChatRequest:
     """The LLM call a response with options `o` makes on `messages` (a speculation builds the
-    same one, to be adopted only if equal)."""
-    choice = o.tool_choice
+    same one, to be adopted only if equal); `tool_choice` overrides the options' (the steps
+    after a server tool's result)."""
+    choice = o.tool_choice if tool_choice is None else tool_choice
     choice_name = choice.name if isinstance(choice, ToolChoiceFunction) else choice
     return ChatRequest(
         messages=messages,
@@ -121,6 +139,8 @@ class _MessageOutput:
         self.text = ""  # transcript (audio) or text (text-only) sent so far
         self.spoken = SpokenAudio()
         self.marks: SpeechMarks | None = None  # what rides on the audio, if asked for
+        self.first_audio = 0.0  # monotonic time its first audio went out
+        self.cites = True  # names the server tools' sources when done (a preamble does not)
 
 
 class Response:
@@ -134,6 +154,7 @@ class Response:
         self.status: ResponseStatus = "in_progress"
         self.audio_seconds_out = 0.0
         self.spoken_item_id: str | None = None  # the assistant message whose audio was sent
+        self.spoken_started = 0.0  # when that message's first audio went out (its playback)
         self.options = options
         self.timings = ResponseTimings(created=time.monotonic())
         self._conversation = conversation
@@ -148,6 +169,8 @@ class Response:
         self._message: _MessageOutput | None = None
         self.usage = Usage()
         self._finish: str = ""
+        self._sources: list[Source] | None = None  # what server tools found, once one ran
+        self._asked = ""  # the user's words the server tools answered (not evidence of a source)
         self.done = asyncio.Event()
 
     # ---- control ------------------------------------------------------------------------
@@ -295,29 +318,66 @@ class Response:
     async def _generate(self) -> None:
         messages = await answer_messages(self.options, self._conversation, self._system_prompt)
         self.timings.context_ready = time.monotonic()
-        request = chat_request(self.options, messages, self.id)
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        stream = self._answer(chat_request(self.options, messages, self.id))
+        sentences: asyncio.Queue[Piece] = asyncio.Queue()
         chunker = TextChunker()
         async with asyncio.TaskGroup() as tg:
             tts_task = tg.create_task(self._speak(sentences)) if self.options.audio_output else None
             try:
-                async with contextlib.aclosing(self._answer(request)) as stream:
-                    async for delta in stream:
-                        await self._on_delta(delta, chunker, sentences)
+                for step in range(1, MAX_TOOL_STEPS + 1):
+                    calls = await self._stream(stream, chunker, sentences)
+                    served = [c for c in calls if c.name in self.options.server_tools]
+                    # a client's call ends the response: the client runs it and asks again
+                    if not served or len(served) < len(calls) or self._finish == "length":
+                        break
+                    self._asked = next((content_text(m.get("content")) for m in reversed(messages)
+                                        if m.get("role") == "user"), "")
+                    if step == 1 and tts_task is not None:
+                        self._preamble(served, sentences)
+                    for call in served:
+                        messages = [*messages, *await self._run_server_tool(call)]
+                    choice = self._next_choice(step)
+                    stream = self._pipeline.chat(chat_request(
+                        self.options, messages, f"{self.id}.{step}", tool_choice=choice))
+                else:
+                    await self._stream(stream, chunker, sentences)
             finally:
                 if tts_task is not None:
                     for piece in chunker.flush():
                         sentences.put_nowait(piece)
                     sentences.put_nowait(None)
 
+    def _preamble(self, calls: list[Item], sentences: asyncio.Queue[Piece]) -> None:
+        """A server tool's spoken preamble ("Let me check."), as a message of its own, while it
+        and the answer after it run: on the CPU default a retrieval turn's answer starts
+        seconds later than a plain one (docs/perf/knowledge.md), and silence reads as a dropped
+        call. Only when nothing was said yet in this response."""
+        if self._message is not None or self.spoken_item_id is not None:
+            return
+        text = next((p for c in calls if (p := self.options.server_tools[c.name or ""].preamble)),
+                    None)
+        if text:
+            sentences.put_nowait(text)
+            sentences.put_nowait(END_MESSAGE)
+
+    async def _stream(self, stream: AsyncGenerator[LlmDelta, None], chunker: TextChunker,
+                      sentences: asyncio.Queue[Piece]) -> list[Item]:
+        """One LLM step into the output; the function calls it made."""
+        calls: list[Item] = []
+        async with contextlib.aclosing(stream) as deltas:
+            async for delta in deltas:
+                if (call := await self._on_delta(delta, chunker, sentences)) is not None:
+                    calls.append(call)
+        return calls
+
     async def _on_delta(self, delta: LlmDelta, chunker: TextChunker,
-                        sentences: asyncio.Queue[str | None]) -> None:
+                        sentences: asyncio.Queue[Piece]) -> Item | None:
         if not self.timings.first_token:
             self.timings.first_token = time.monotonic()
             trace_event("first_token")
         if delta.kind == "text":
             if not delta.text:
-                return
+                return None
             message = await self._open_message()
             if message.audio:
                 for piece in chunker.push(delta.text):
@@ -326,12 +386,14 @@ class Response:
                 message.text += delta.text
                 await self._emit(TextDeltaEvent(**self._part_ref(message), delta=delta.text))
         elif delta.kind == "tool_call":
-            await self._function_call(delta)
-        else:
-            self.usage = Usage(input_text_tokens=delta.prompt_tokens,
-                                cached_tokens=delta.cached_tokens,
-                                output_text_tokens=delta.completion_tokens)
+            return await self._function_call(delta)
+        else:  # a step's end: usage adds up over the steps of a server tool's round trips
+            u = self.usage
+            self.usage = Usage(input_text_tokens=u.input_text_tokens + delta.prompt_tokens,
+                               cached_tokens=u.cached_tokens + delta.cached_tokens,
+                               output_text_tokens=u.output_text_tokens + delta.completion_tokens)
             self._finish = delta.finish_reason
+        return None
 
     # ---- the spoken message ----------------------------------------------------------------
 
@@ -367,11 +429,16 @@ class Response:
         await self._emit(ContentPartAddedEvent(**self._part_ref(self._message), part=part_wire))
         return self._message
 
-    async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
+    async def _speak(self, sentences: asyncio.Queue[Piece]) -> None:
         """TTS worker: one piece of text at a time, transcript delta before its audio."""
         o = self.options
         previous = ""  # the piece spoken before: its last mark sets the pause before the next
         while (text := await sentences.get()) is not None:
+            if isinstance(text, _EndMessage):  # the preamble's end
+                if self._message is not None:
+                    self._message.cites = False
+                await self._close_message("completed")
+                continue
             clean = speakable(text).strip()
             if not clean:
                 continue
@@ -416,6 +483,7 @@ class Response:
             await self._emit(AudioDeltaEvent(**self._part_ref(message),
                                               delta=b64encode(fmt.encode(piece))))
             message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate
+            message.first_audio = message.first_audio or time.monotonic()
             self.audio_seconds_out += piece.size / fmt.rate
             if not self.timings.first_audio_sent:
                 self.timings.first_audio_sent = time.monotonic()
@@ -431,14 +499,16 @@ class Response:
         ref = self._part_ref(m)
         if m.audio:
             await self._emit(AudioDoneEvent(**ref))
-            await self._emit(AudioTranscriptDoneEvent(**ref, transcript=m.text))
+            await self._emit(AudioTranscriptDoneEvent(**ref, transcript=m.text,
+                                                      sources=self._cited(m)))
             for done in m.marks.done() if m.marks is not None else ():
                 await self._emit(done)
             part = {"type": "audio", "transcript": m.text}
             self._conversation.spoken[m.item.id] = m.spoken
             self.spoken_item_id = m.item.id
+            self.spoken_started = m.first_audio
         else:
-            await self._emit(TextDoneEvent(**ref, text=m.text))
+            await self._emit(TextDoneEvent(**ref, text=m.text, sources=self._cited(m)))
             part = {"type": "text", "text": m.text}
             m.item.content[0].text = m.text
         await self._emit(ContentPartDoneEvent(**ref, part=part))
@@ -450,7 +520,7 @@ class Response:
 
     # ---- function calls --------------------------------------------------------------------
 
-    async def _function_call(self, delta: LlmDelta) -> None:
+    async def _function_call(self, delta: LlmDelta) -> Item:
         # Today's engines answer with text or with one call, never both, so no spoken message is
         # open here; an engine that speaks a preamble first must close it before this item.
         item = Item(id=new_id("item"), type="function_call", status="in_progress",
@@ -467,3 +537,49 @@ class Response:
         await self._emit(OutputItemDoneEvent(response_id=self.id, output_index=index, item=stored))
         if self.options.in_conversation:
             await self._emit(ItemDoneEvent(previous_item_id=None, item=stored))
+        return stored
+
+    async def _run_server_tool(self, call: Item) -> list[dict[str, Any]]:
+        """Run a server tool on `call`, add its output item, and return the two chat messages
+        (the call and its result) the next step reads."""
+        tool = self.options.server_tools[call.name or ""]
+        span = tracer().start_span("voxserve.tool", attributes={"voxserve.tool": call.name or ""})
+        try:
+            with current(span):
+                result = await tool.call(call.arguments or "{}")
+        except Exception as exc:  # a failed tool is a result the answer can speak about
+            log.exception("response %s: server tool %s failed", self.id, call.name)
+            mark_failed(span, exc)
+            result = ToolResult(json.dumps({"error": f"{call.name} failed: {type(exc).__name__}"}))
+        finally:
+            span.end()
+        self._sources = [*(self._sources or ()), *result.sources]
+        output = Item(id=new_id("item"), type="function_call_output", call_id=call.call_id,
+                      output=result.output)
+        if self.options.in_conversation:
+            previous = self._conversation.last_id
+            self._conversation.add(output)
+            await self._emit(ItemAddedEvent(previous_item_id=previous, item=output))
+            await self._emit(ItemDoneEvent(previous_item_id=previous, item=output))
+            await self._conversation.announce_evictions(self._emit)
+        return [{"role": "assistant", "content": "", "tool_calls": [{
+                    "id": call.call_id, "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments or "{}"}}]},
+                {"role": "tool", "tool_call_id": call.call_id, "content": result.output}]
+
+    def _next_choice(self, step: int) -> ToolChoice:
+        """The tool choice of the step after server-tool step `step`. The client's choice was
+        for the first step ("required" is met by now). With only server tools in the response the
+        next step speaks: its prompt has no tool descriptions and it takes no speak-or-call
+        decision, fewer tokens to prefill before the first word (the cost of a retrieval turn,
+        docs/perf/knowledge.md), and a small model cannot answer the result with another search.
+        With client tools in the response it may still call one."""
+        client_tools = any(t.name not in self.options.server_tools for t in self.options.tools)
+        return "auto" if client_tools and step < MAX_TOOL_STEPS else "none"
+
+    def _cited(self, m: _MessageOutput) -> list[dict[str, Any]] | None:
+        """The transcript's `sources`: None when no server tool ran, or for its preamble (the
+        field stays off)."""
+        if self._sources is None or not m.cites:
+            return None
+        return [s.render() for s in cited(self._sources, m.text, self._asked)]

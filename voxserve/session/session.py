@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from typing import Any, Protocol
 
 from voxserve.audio.denoise import make_denoiser
@@ -30,6 +30,7 @@ from voxserve.protocol.server_events import (
     ConversationCreatedEvent, ErrorDetail, ErrorEvent, ServerEvent, SessionCreatedEvent,
 )
 from voxserve.protocol.session_config import SessionConfig, VoiceTable
+from voxserve.server_tools import ServerTool
 from voxserve.session.conversation import CONVERSATION_ID, Conversation
 from voxserve.session.handlers import router
 from voxserve.session.limits import InputLimits
@@ -38,7 +39,7 @@ from voxserve.session.observer import NullObserver, SessionObserver
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.playback import Playback
 from voxserve.session.responder import Responder, response_options
-from voxserve.session.response import ResponseOptions
+from voxserve.session.response import ResponseOptions, chat_request
 from voxserve.session.tasks import TaskOwner
 from voxserve.session.transcriber import Transcriber
 from voxserve.session.turn import Turn
@@ -76,6 +77,7 @@ class RealtimeSession:
                  transcription_models: Collection[str] | None = None,
                  initial_config: SessionConfig | None = None,
                  limits: LimitsOptions | None = None, asr: AsrOptions | None = None,
+                 server_tools: Sequence[ServerTool] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = new_id("sess")
         self.dialect = dialect
@@ -85,6 +87,7 @@ class RealtimeSession:
         self._frame_limits = ce.FrameLimits(limits.max_message_bytes, limits.max_json_depth)
         self.input_limits = InputLimits(limits, clock)
         self._pipeline = pipeline
+        self._server_tools = tuple(server_tools)  # e.g. VoiceRAG's search_knowledge
         self._clock = clock
         self._turn_attributes = {f"voxserve.{k}_model": v for k, v in (model_names or {}).items()}
         self.voices = VoiceTable(session.voices, session.default_voice, session.strict_voices)
@@ -145,22 +148,24 @@ class RealtimeSession:
 
     async def apply_config(self, config: SessionConfig) -> None:
         """A validated `session.update`: the listener follows the turn detection, and new
-        instructions are prefilled in the LLM before the next turn needs them."""
+        instructions or tools are prefilled in the LLM before the next turn needs them."""
         if self._pinned_model is not None:
             config = config.model_copy(update={"model": self._pinned_model})
-        instructions_changed = config.instructions != self._config.instructions
+        def prompt(c: SessionConfig) -> tuple[object, ...]:  # what the warmed prefix holds
+            return (c.instructions, c.tools, c.tool_choice, c.knowledge)
+        prompt_changed = prompt(config) != prompt(self._config)
         front_end_changed = ((config.echo_cancellation, config.noise_reduction)
                              != (self._config.echo_cancellation, self._config.noise_reduction))
         self._config = config
         self.listener.configure(config.turn_detection)
         if front_end_changed:
             await self._configure_front_end()
-        if instructions_changed:
+        if prompt_changed:
             self._warm()
 
     def options(self, overrides: ResponseOverrides | None = None) -> ResponseOptions:
         return response_options(self._config, overrides, self.voices, self._system_prompt(),
-                                self.conversation)
+                                self.conversation, self._server_tools)
 
     async def send(self, event: ServerEvent) -> None:
         """Render now (later mutations of the event's objects must not leak) and queue."""
@@ -359,8 +364,12 @@ class RealtimeSession:
         self._warmups.start(self._warm_prefix())
 
     async def _warm_prefix(self) -> None:
+        # The instructions as the next answer's request renders them, its tools' descriptions
+        # included (they end the system turn): a typed question then prefills only itself.
         try:
-            await self._pipeline.warm([{"role": "system", "content": self._system_prompt()}])
+            request = chat_request(self.options(), [
+                {"role": "system", "content": self._system_prompt()}], "")
+            await self._pipeline.warm(request.messages, request.tools, request.tool_choice)
         except Exception:  # warming is an optimisation; a failure shows up on the next turn
             log.warning("session %s: LLM prefix warm-up failed", self.id, exc_info=True)
 
