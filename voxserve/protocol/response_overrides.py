@@ -23,11 +23,14 @@ from voxserve.audio.formats import AudioFormat
 from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
-    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, MaxTokens,
+    Boolean, FlatModalities, FlatOutputFormat, GaFormat, GaModalities, Instructions, Interim,
+    MaxTokens,
     Name, PayloadContext, StoredPrompt, Temperature, ToolChoiceField, Tools, Voice,
 )
 from voxserve.protocol.items import Item, ItemReference, parse_client_item
-from voxserve.protocol.session_models import FunctionTool, ToolChoice, VoiceTable
+from voxserve.protocol.session_models import (
+    FunctionTool, InterimResponse, ToolChoice, VoiceTable,
+)
 from voxserve.protocol.validation import (
     MAX_INSTRUCTIONS_CHARS, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS,
     capped, no_stray_exceptions, noted_fields, refuse, validated,
@@ -53,6 +56,7 @@ class ResponseOverrides:
     output_format: AudioFormat | None = None
     append_items: list[Item] | None = None  # Voice Live: added to the conversation first
     verbatim: str | None = None  # Voice Live pre-generated message: spoken as written
+    interim: InterimResponse | None = None  # Voice Live: this response's filler speech
     voice_requested: str | None = None  # an unknown voice name that fell back to the default
     speed: float | None = None  # Voice Live voice `rate`
     volume: float | None = None  # Voice Live voice `volume`, a gain
@@ -128,8 +132,8 @@ class _FlatResponse(_Response):
 
 
 class _VoiceLiveResponse(_FlatResponse):
-    noted = {"interim_response": "is not available on this server yet",
-             "reasoning_effort": "has no effect: the served model does not reason"}
+    noted = {"reasoning_effort": "has no effect: the served model does not reason"}
+    interim_response: Interim = None  # Voice Live; null or absent: the session's
     cancel_previous: Boolean | None = None  # Voice Live; null or absent: true
     commit: Boolean | None = None  # false: the output stays out of the conversation
     append_input_items: _Entries = None
@@ -176,6 +180,7 @@ def parse_response_overrides(raw: dict[str, Any] | None, dialect: Dialect, voice
             output_format=fmt,
             append_items=_append_items(vl),
             verbatim=_verbatim(vl),
+            interim=vl.interim_response if vl is not None else None,
             voice_requested=voice.requested if voice is not None else None,
             speed=voice.speed if voice is not None else None,
             volume=voice.volume if voice is not None else None,

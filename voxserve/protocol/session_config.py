@@ -124,6 +124,8 @@ def render_session(cfg: SessionConfig, dialect: Dialect, session_id: str,
         session["animation"] = (cfg.animation.model_dump(exclude_none=True)
                                 if cfg.animation else None)
         session["output_audio_timestamp_types"] = ["word"] if cfg.word_timestamps else None
+        session["interim_response"] = (cfg.interim_response.model_dump()
+                                       if cfg.interim_response else None)
     session["include"] = [LOGPROBS] if cfg.transcription_logprobs else None
     if dialect is Dialect.BETA:
         session["voice"] = cfg.voice

@@ -7,7 +7,7 @@ a client's `session.update`, `session_config` renders them back for each dialect
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from jsonschema import Draft202012Validator, SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -76,6 +76,24 @@ class Animation(BaseModel):  # Voice Live `animation`
     model_config = _STRICT
     model_name: str | None = Field(None, max_length=MAX_NAME_CHARS)
     outputs: list[AnimationOutput] = Field(default_factory=list, max_length=2)
+
+
+InterimTrigger = Literal["latency", "tool"]
+INTERIM_TRIGGERS: tuple[InterimTrigger, ...] = ("latency", "tool")
+
+
+class InterimResponse(BaseModel):  # Voice Live `interim_response`
+    """Filler speech while the answer is slow (`latency`: no audio within the threshold) or a
+    tool runs (`tool`). Static texts only: an LLM filler would queue on the one LLM slot the
+    answer is waiting for (on the CPU default), so `llm_interim_response` is refused."""
+
+    model_config = _STRICT
+    type: Literal["static_interim_response"]
+    triggers: list[InterimTrigger] = Field(default_factory=lambda: list(INTERIM_TRIGGERS),
+                                           max_length=2)
+    latency_threshold_ms: int = Field(2000, ge=0, le=60_000)
+    texts: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=20)
 
 
 class EndOfUtterance(BaseModel):  # Voice Live
@@ -299,6 +317,7 @@ class SessionConfig(BaseModel):
     # Voice Live: what rides on the spoken audio (voxserve/session/speech_marks.py)
     animation: Animation | None = None
     word_timestamps: bool = False  # `output_audio_timestamp_types: ["word"]`
+    interim_response: InterimResponse | None = None  # Voice Live: filler while the answer is slow
 
     def effective(self) -> SessionConfig:
         """The config as the session runs it: a transcription session always transcribes and

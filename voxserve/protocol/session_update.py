@@ -25,7 +25,8 @@ from voxserve.protocol.dialects import Dialect
 from voxserve.protocol.errors import ErrorCode, ProtocolError
 from voxserve.protocol.fields import (
     PHRASES, VOICE_SETTINGS_WITHOUT_EFFECT, Boolean, FlatInputFormat, FlatModalities,
-    FlatOutputFormat, GaFormat, GaModalities, Include, MaxTokens, Name, NotNull, PayloadContext,
+    FlatOutputFormat, GaFormat, GaModalities, Include, Interim, MaxTokens, Name, NotNull,
+    PayloadContext,
     SessionInstructions, Speed, StoredPrompt, Temperature, ToolChoiceField, Tools, Voice,
     VoiceChoice, context_of,
 )
@@ -287,12 +288,12 @@ class VoiceLiveSessionUpdate(FlatSessionUpdate):
     # field (`audio_output`, the name of `modalities`) would count as that field being set.
     model_config = ConfigDict(extra="ignore")
     noted = {**FlatSessionUpdate.noted,
-             "interim_response": "is not available on this server yet",
              "reasoning_effort": "has no effect: the served model does not reason"}
     input_audio_sampling_rate: Literal[8000, 16000, 24000] | None = None  # Voice Live
     echo_cancellation: EchoCancellationField = Field(None,  # Voice Live
                                                      alias="input_audio_echo_cancellation")
     animation: AnimationField = None  # Voice Live
+    interim_response: Interim = None  # Voice Live
     word_timestamps: TimestampTypes = Field(None,  # Voice Live
                                             alias="output_audio_timestamp_types")
     avatar: Annotated[None, _unavailable("avatar rendering")] = None  # Voice Live

@@ -73,7 +73,8 @@ def response_options(cfg: SessionConfig, o: ResponseOverrides | None, voices: Vo
         max_output_tokens=(o.max_output_tokens if o.max_output_tokens is not None
                            else cfg.max_output_tokens),
         in_conversation=o.in_conversation, context_items=context, metadata=o.metadata,
-        verbatim=o.verbatim, truncation=_truncation(cfg.truncation), marks=_marks(cfg))
+        verbatim=o.verbatim, truncation=_truncation(cfg.truncation), marks=_marks(cfg),
+        interim=o.interim if o.interim is not None else cfg.interim_response)
 
 
 def _marks(cfg: SessionConfig) -> MarkOptions:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from voxserve.protocol.server_events import (
     ResponseStatus, ServerEvent, TextDeltaEvent, TextDoneEvent, Usage,
 )
 from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoiceFunction
+from voxserve.protocol.session_models import InterimResponse
 from voxserve.server_tools import ServerTool, Source, ToolResult, cited
 from voxserve.session.conversation import CONVERSATION_ID, Conversation, SpokenAudio
 from voxserve.session.pipeline import Pipeline
@@ -88,6 +90,7 @@ class ResponseOptions:
     # tools the response runs itself (voxserve/server_tools.py), by name; their specs are in
     # `tools` too, which is what the model is offered
     server_tools: Mapping[str, ServerTool] = field(default_factory=dict)
+    interim: InterimResponse | None = None  # Voice Live filler speech while the answer is slow
 
 
 async def _verbatim(text: str) -> AsyncGenerator[LlmDelta, None]:
@@ -171,6 +174,7 @@ class Response:
         self._finish: str = ""
         self._sources: list[Source] | None = None  # what server tools found, once one ran
         self._asked = ""  # the user's words the server tools answered (not evidence of a source)
+        self._filled = False  # a filler (interim response, preamble) was queued: one at most
         self.done = asyncio.Event()
 
     # ---- control ------------------------------------------------------------------------
@@ -323,17 +327,20 @@ class Response:
         chunker = TextChunker()
         async with asyncio.TaskGroup() as tg:
             tts_task = tg.create_task(self._speak(sentences)) if self.options.audio_output else None
+            interim = self.options.interim if tts_task is not None else None
+            slow = (tg.create_task(self._when_slow(interim, sentences))
+                    if interim is not None and "latency" in interim.triggers else None)
             try:
                 for step in range(1, MAX_TOOL_STEPS + 1):
                     calls = await self._stream(stream, chunker, sentences)
+                    if calls and step == 1 and tts_task is not None:
+                        self._before_tools(calls, sentences)
                     served = [c for c in calls if c.name in self.options.server_tools]
                     # a client's call ends the response: the client runs it and asks again
                     if not served or len(served) < len(calls) or self._finish == "length":
                         break
                     self._asked = next((content_text(m.get("content")) for m in reversed(messages)
                                         if m.get("role") == "user"), "")
-                    if step == 1 and tts_task is not None:
-                        self._preamble(served, sentences)
                     for call in served:
                         messages = [*messages, *await self._run_server_tool(call)]
                     choice = self._next_choice(step)
@@ -342,23 +349,41 @@ class Response:
                 else:
                     await self._stream(stream, chunker, sentences)
             finally:
+                if slow is not None:
+                    slow.cancel()
                 if tts_task is not None:
                     for piece in chunker.flush():
                         sentences.put_nowait(piece)
                     sentences.put_nowait(None)
 
-    def _preamble(self, calls: list[Item], sentences: asyncio.Queue[Piece]) -> None:
-        """A server tool's spoken preamble ("Let me check."), as a message of its own, while it
-        and the answer after it run: on the CPU default a retrieval turn's answer starts
-        seconds later than a plain one (docs/perf/knowledge.md), and silence reads as a dropped
-        call. Only when nothing was said yet in this response."""
-        if self._message is not None or self.spoken_item_id is not None:
+    def _filler(self, text: str, sentences: asyncio.Queue[Piece]) -> None:
+        """`text` spoken as a message of its own, before whatever the response says next; only
+        while nothing was said yet (a filler after the answer began would interrupt it)."""
+        if self._message is not None or self.spoken_item_id is not None or self._filled:
             return
-        text = next((p for c in calls if (p := self.options.server_tools[c.name or ""].preamble)),
-                    None)
-        if text:
-            sentences.put_nowait(text)
-            sentences.put_nowait(END_MESSAGE)
+        self._filled = True
+        sentences.put_nowait(text)
+        sentences.put_nowait(END_MESSAGE)
+
+    def _before_tools(self, calls: list[Item], sentences: asyncio.Queue[Piece]) -> None:
+        """The model called tools: the session's `tool` interim response, else a server
+        tool's own preamble ("Let me check."). On the CPU default a retrieval turn's answer
+        starts seconds later than a plain one (docs/perf/knowledge.md), and a client's tool
+        takes what it takes: silence reads as a dropped call."""
+        interim = self.options.interim
+        if interim is not None and "tool" in interim.triggers:
+            self._filler(random.choice(interim.texts), sentences)
+            return
+        served = [self.options.server_tools[c.name or ""] for c in calls
+                  if c.name in self.options.server_tools]
+        if text := next((t.preamble for t in served if t.preamble), None):
+            self._filler(text, sentences)
+
+    async def _when_slow(self, interim: InterimResponse, sentences: asyncio.Queue[Piece]) -> None:
+        """Voice Live's `latency` trigger: no audio within the threshold, a filler."""
+        await asyncio.sleep(interim.latency_threshold_ms / 1000)
+        if not self.timings.first_audio_sent:
+            self._filler(random.choice(interim.texts), sentences)
 
     async def _stream(self, stream: AsyncGenerator[LlmDelta, None], chunker: TextChunker,
                       sentences: asyncio.Queue[Piece]) -> list[Item]:
