@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.conformance import check_event
 from tests.e2e.conftest import Server
+from tests.e2e.voice_live import voice_live
 from voxserve.bench.knowledge import answered
 from voxserve.bench.knowledge_cases import QUESTIONS
 from voxserve.bench.tool_use import speech
 from voxserve.client import pcm16_frames
-from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.e2e
 
@@ -111,36 +110,53 @@ async def test_a_session_that_does_not_ask_gets_no_search(server: Server,
 
 async def test_a_question_the_model_looks_up_is_cited_through_voice_live(
         server: Server) -> None:
-    from azure.ai.voicelive.aio import connect
     from azure.ai.voicelive.models import InputTextContentPart, RequestSession, UserMessageItem
-    from azure.core.credentials import AzureKeyCredential
 
     q = BY_ID["aero-price"]
-    events: list[dict[str, Any]] = []
-    async with connect(endpoint=server.http, credential=AzureKeyCredential(server.api_key),
-                       model="gpt-4o") as conn:
-        async def until(kind: str) -> dict[str, Any]:
-            while True:
-                event = dict((await asyncio.wait_for(conn.recv(), TIMEOUT_S)).as_dict())
-                check_event(event, Dialect.VOICE_LIVE)
-                events.append(event)
-                if event["type"] == kind:
-                    return event
-
-        await until("session.created")
+    async with voice_live(server) as vl:
         session = RequestSession(modalities=["text", "audio"], voice="en-US-AvaNeural",
                                  turn_detection=None)
         session["voxserve"] = {"knowledge": True}
-        await conn.session.update(session=session)
-        await until("session.updated")
-        await conn.conversation.item.create(item=UserMessageItem(
+        await vl.conn.session.update(session=session)
+        await vl.until("session.updated")
+        await vl.conn.conversation.item.create(item=UserMessageItem(
             content=[InputTextContentPart(text=q.text)]))
-        await conn.response.create()  # tool_choice auto: the model decides to search
-        done = await until("response.done")
-    assert not [e for e in events if e["type"] == "error"], events
+        await vl.conn.response.create()  # tool_choice auto: the model decides to search
+        done = await vl.until("response.done")
+    assert not [e for e in vl.events if e["type"] == "error"], vl.events
     assert done["response"]["status"] == "completed"
     kinds = [o["type"] for o in done["response"]["output"]]
     assert kinds == ["function_call", "message", "message"], kinds
-    transcript = [e for e in events if e["type"] == "response.audio_transcript.done"][-1]
+    transcript = [e for e in vl.events if e["type"] == "response.audio_transcript.done"][-1]
     assert answered(q, transcript["transcript"]), transcript["transcript"]
     assert transcript["sources"][0]["path"] == q.doc, transcript["sources"]
+
+
+async def test_an_interim_response_covers_an_apps_tool_through_voice_live(server: Server) -> None:
+    from azure.ai.voicelive.models import (
+        FunctionTool, InputTextContentPart, InterimResponseTrigger, RequestSession,
+        StaticInterimResponseConfig, UserMessageItem,
+    )
+
+    async with voice_live(server) as vl:
+        await vl.conn.session.update(session=RequestSession(
+            modalities=["text", "audio"], voice="en-US-AvaNeural", turn_detection=None,
+            tools=[FunctionTool(name="get_weather", description="The weather in a city",
+                                parameters={"type": "object", "properties": {
+                                    "city": {"type": "string"}}, "required": ["city"]})],
+            tool_choice="required",
+            interim_response=StaticInterimResponseConfig(
+                texts=["One moment, please."], triggers=[InterimResponseTrigger.TOOL])))
+        updated = await vl.until("session.updated")
+        await vl.conn.conversation.item.create(item=UserMessageItem(
+            content=[InputTextContentPart(text="What is the weather in Oslo?")]))
+        await vl.conn.response.create()
+        done = await vl.until("response.done")
+    assert updated["session"]["interim_response"]["texts"] == ["One moment, please."]
+    assert not [e for e in vl.events if e["type"] in ("error", "warning")], vl.events
+    output = done["response"]["output"]
+    assert [o["type"] for o in output] == ["function_call", "message"], output
+    assert output[0]["name"] == "get_weather"
+    assert output[1]["content"][0]["transcript"] == "One moment, please."
+    audio = [e for e in vl.events if e["type"] == "response.audio.delta"]
+    assert audio and {e["item_id"] for e in audio} == {output[1]["id"]}

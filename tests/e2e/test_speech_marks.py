@@ -5,57 +5,42 @@ against the SDK's models, and the marks checked against the audio they came with
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conformance import check_event
 from tests.e2e.conftest import Server
 from tests.e2e.test_spoken_turn import _paced, _pcm16, _pcm_frames
+from tests.e2e.voice_live import voice_live
 from tests.speech import clip
 from voxserve.client import read_wav
-from voxserve.protocol.dialects import Dialect
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT_S = 240
 RATE = 24_000
 
 
 async def test_a_spoken_answer_carries_word_timestamps_visemes_and_blendshapes(
         server: Server) -> None:
-    from azure.ai.voicelive.aio import connect
     from azure.ai.voicelive.models import (
         Animation, AnimationOutputType, AudioTimestampType, RequestSession, ServerVad,
     )
-    from azure.core.credentials import AzureKeyCredential
 
     wav, _ = clip("0930")
     frames = _pcm_frames(read_wav(wav))
-    events: list[dict[str, Any]] = []
-    async with connect(endpoint=server.http, credential=AzureKeyCredential(server.api_key),
-                       model="gpt-4o") as conn:
-        async def until(kind: str) -> dict[str, Any]:
-            while True:
-                event = dict((await asyncio.wait_for(conn.recv(), TIMEOUT_S)).as_dict())
-                check_event(event, Dialect.VOICE_LIVE)
-                events.append(event)
-                if event["type"] == kind:
-                    return event
-
-        await until("session.created")
-        await conn.session.update(session=RequestSession(
+    async with voice_live(server) as vl:
+        await vl.conn.session.update(session=RequestSession(
             modalities=["text", "audio", "animation"], voice="en-US-AvaNeural",
             turn_detection=ServerVad(silence_duration_ms=500),
             output_audio_timestamp_types=[AudioTimestampType.WORD],
             animation=Animation(outputs=[AnimationOutputType.VISEME_ID,
                                          AnimationOutputType.BLENDSHAPES])))
-        updated = await until("session.updated")
-        sender = asyncio.create_task(_paced(frames, lambda f: conn.input_audio_buffer.append(
+        updated = await vl.until("session.updated")
+        sender = asyncio.create_task(_paced(frames, lambda f: vl.conn.input_audio_buffer.append(
             audio=f)))
-        done = await until("response.done")
+        done = await vl.until("response.done")
         await sender
+    events = vl.events
     assert updated["session"]["output_audio_timestamp_types"] == ["word"]
     assert not [e for e in events if e["type"] in ("error", "warning")]
     assert done["response"]["status"] == "completed"
