@@ -207,6 +207,13 @@ async def test_a_preamble_is_its_own_message_said_before_the_answer() -> None:
     # each message has its own audio, and the first went out before the answer's
     audio_items = [e["item_id"] for e in tr.sent if e["type"] == "response.output_audio.delta"]
     assert audio_items[0] == output[1]["id"] and audio_items[-1] == output[2]["id"]
+    # the next answer reads the call, its result and the answer, not the preamble: it would
+    # put a second assistant turn beside the call, which some chat templates refuse
+    tr.push({"type": "response.create"})
+    await tr.wait_for("response.done", 2)
+    context = pipe.requests[-1].messages
+    assert [m["role"] for m in context] == ["system", "user", "assistant", "tool", "assistant"]
+    assert "tool_calls" in context[2] and context[4]["content"] == "It opens at 9 am."
     await stop_session(tr, task, Dialect.GA)
 
 

@@ -133,8 +133,10 @@ class KnowledgeIndex:
         with self._lock:
             self._db.executescript(_SCHEMA)
             self._check_meta()
-        self._ids = np.empty(0, dtype=np.int64)
-        self._vectors = np.empty((0, embedder.dim if embedder else 0), dtype=np.float32)
+        # (passage ids, their vectors): one tuple, swapped whole, so a search never pairs the
+        # ids of one update with the vectors of another
+        self._matrix: tuple[np.ndarray, np.ndarray] = (
+            np.empty(0, dtype=np.int64), np.empty((0, embedder.dim if embedder else 0), np.float32))
         self._load_vectors()
 
     @property
@@ -170,9 +172,10 @@ class KnowledgeIndex:
             rows = self._db.execute(
                 "SELECT id, vector FROM passages WHERE vector IS NOT NULL ORDER BY id").fetchall()
         dim = self._embedder.dim
-        self._ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        self._vectors = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-                         .reshape(len(rows), dim) if rows else np.empty((0, dim), np.float32))
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                   .reshape(len(rows), dim) if rows else np.empty((0, dim), np.float32))
+        self._matrix = (ids, vectors)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -293,7 +296,7 @@ class KnowledgeIndex:
                 "ORDER BY bm25(passages_fts) LIMIT ?", (match, limit))]
 
     def _semantic(self, query: str, limit: int) -> list[int]:
-        ids, vectors = self._ids, self._vectors  # one consistent pair, even mid-update
+        ids, vectors = self._matrix  # one consistent pair, even mid-update
         if self._embedder is None or not ids.size:
             return []
         scores = vectors @ self._embedder.query(query)

@@ -45,6 +45,10 @@ class Conversation:
         self._items: list[Item] = []
         self.transcripts: dict[str, asyncio.Future[str]] = {}
         self.spoken: dict[str, SpokenAudio] = {}
+        # assistant messages said to fill a wait (an interim response, a server tool's
+        # preamble): the client has them, the LLM's context does not (they would put two
+        # assistant turns around a tool call, which some chat templates refuse)
+        self.fillers: set[str] = set()
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._items)
@@ -98,6 +102,7 @@ class Conversation:
         if future is not None and not future.done():
             future.cancel()
         self.spoken.pop(item_id, None)
+        self.fillers.discard(item_id)
 
     async def chat_messages(self, system_prompt: str,
                             pending: str | None = None) -> list[dict[str, Any]]:
@@ -105,6 +110,8 @@ class Conversation:
         `pending`: the words of a user turn not committed yet, as its item will read."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
         for item in list(self._items):
+            if item.id in self.fillers:
+                continue
             if item.type == "message":
                 text = " ".join(p.spoken_text() for p in item.content).strip()
                 future = self.transcripts.get(item.id)

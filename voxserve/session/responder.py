@@ -193,9 +193,11 @@ class Responder:
         it, estimated as real-time playback from the first audio sent (we do not see playback)."""
         item_id = response.spoken_item_id
         spoken = self._conversation.spoken.get(item_id or "")
-        if item_id is None or spoken is None or not response.spoken_started:
+        if item_id is None or spoken is None or not response.timings.first_audio_sent:
             return
-        played = min(spoken.duration_ms, (self._clock() - response.spoken_started) * 1000)
+        started = response.spoken_started  # 0: the message's text went out, none of its audio
+        played = min(spoken.duration_ms, max(0.0, self._clock() - started) * 1000) if started \
+            else 0.0
         item: Item = self._conversation.get(item_id)
         item.content[0].transcript = spoken.text_until(played)
         await self._send(ItemTruncatedEvent(item_id=item_id, content_index=0,

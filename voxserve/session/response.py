@@ -175,6 +175,8 @@ class Response:
         self._sources: list[Source] | None = None  # what server tools found, once one ran
         self._asked = ""  # the user's words the server tools answered (not evidence of a source)
         self._filled = False  # a filler (interim response, preamble) was queued: one at most
+        self._opening = asyncio.Lock()
+        self._heard_until = 0.0  # when the client finishes playing the messages closed so far
         self.done = asyncio.Event()
 
     # ---- control ------------------------------------------------------------------------
@@ -336,13 +338,14 @@ class Response:
                     if calls and step == 1 and tts_task is not None:
                         self._before_tools(calls, sentences)
                     served = [c for c in calls if c.name in self.options.server_tools]
-                    # a client's call ends the response: the client runs it and asks again
-                    if not served or len(served) < len(calls) or self._finish == "length":
+                    if not served or self._finish == "length":
                         break
                     self._asked = next((content_text(m.get("content")) for m in reversed(messages)
                                         if m.get("role") == "user"), "")
                     for call in served:
                         messages = [*messages, *await self._run_server_tool(call)]
+                    if len(served) < len(calls):  # a client's call ends the response: the
+                        break                     # client runs it and asks again
                     choice = self._next_choice(step)
                     stream = self._pipeline.chat(chat_request(
                         self.options, messages, f"{self.id}.{step}", tool_choice=choice))
@@ -438,8 +441,12 @@ class Response:
         return index
 
     async def _open_message(self) -> _MessageOutput:
-        if self._message is not None:
-            return self._message
+        # Both the LLM loop (first text) and the TTS worker (a filler) may open the message,
+        # and opening awaits the client's events: one at a time, or each would add its own.
+        async with self._opening:
+            return self._message or await self._new_message()
+
+    async def _new_message(self) -> _MessageOutput:
         audio = self.options.audio_output
         item = Item(id=new_id("item"), type="message", role="assistant", status="in_progress")
         index = await self._add_output_item(item.model_copy(deep=True))
@@ -508,7 +515,8 @@ class Response:
             await self._emit(AudioDeltaEvent(**self._part_ref(message),
                                               delta=b64encode(fmt.encode(piece))))
             message.spoken.duration_ms += 1000.0 * piece.size / fmt.rate
-            message.first_audio = message.first_audio or time.monotonic()
+            # the client plays a message after the one before it (a filler) has been heard
+            message.first_audio = message.first_audio or max(time.monotonic(), self._heard_until)
             self.audio_seconds_out += piece.size / fmt.rate
             if not self.timings.first_audio_sent:
                 self.timings.first_audio_sent = time.monotonic()
@@ -531,7 +539,11 @@ class Response:
             part = {"type": "audio", "transcript": m.text}
             self._conversation.spoken[m.item.id] = m.spoken
             self.spoken_item_id = m.item.id
-            self.spoken_started = m.first_audio
+            self.spoken_started = m.first_audio  # 0: none of it was sent
+            if m.first_audio:
+                self._heard_until = m.first_audio + m.spoken.duration_ms / 1000
+            if not m.cites:  # a filler is for the caller, not context for the model
+                self._conversation.fillers.add(m.item.id)
         else:
             await self._emit(TextDoneEvent(**ref, text=m.text, sources=self._cited(m)))
             part = {"type": "text", "text": m.text}
