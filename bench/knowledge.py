@@ -41,7 +41,7 @@ from voxserve.bench.report import environment, pct
 from voxserve.bench.server import LocalServer
 from voxserve.bench.tool_use import speech
 from voxserve.client import RATE, pcm16_frames
-from voxserve.knowledge.index import CANDIDATES, KnowledgeIndex, fuse
+from voxserve.knowledge.index import KnowledgeIndex, SearchMode
 
 TOOL = "search_knowledge"
 TIMEOUT_S = 180.0
@@ -58,17 +58,11 @@ def answered(q: Question, said: str) -> bool:
 
 
 def retrieval(index: KnowledgeIndex) -> dict[str, Any]:
-    rows: dict[str, list[dict[str, Any]]] = {"lexical": [], "semantic": [], "hybrid": []}
+    rows: dict[SearchMode, list[dict[str, Any]]] = {"lexical": [], "semantic": [], "hybrid": []}
     for q in QUESTIONS:
         for mode in rows:
             t0 = time.perf_counter()
-            if mode == "lexical":
-                ranking = index._lexical(q.text, CANDIDATES)
-            elif mode == "semantic":
-                ranking = index._semantic(q.text, CANDIDATES)
-            else:
-                ranking = [pid for pid, _ in fuse([index._lexical(q.text, CANDIDATES),
-                                                   index._semantic(q.text, CANDIDATES)])]
+            ranking = [pid for pid, _ in index.ranking(q.text, mode)]
             ms = (time.perf_counter() - t0) * 1000
             paths = index.paths(ranking)
             rank = next((i for i, p in enumerate(paths, 1) if p == q.doc), None)

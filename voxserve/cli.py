@@ -23,6 +23,7 @@ from typing import Any
 from voxserve.config import (
     API_KEYS_ENV, OptionsError, VoxServeOptions, load_options, with_environment_keys,
 )
+from voxserve.knowledge.index import KnowledgeIndex
 
 
 def _say(message: str) -> None:
@@ -45,23 +46,21 @@ def _prepare_weights(options: VoxServeOptions) -> None:
         _say(f"{label}: {size / 1e6:.0f} MB ready at {path} ({time.monotonic() - started:.1f} s)")
 
 
-def _prepare_knowledge(options: VoxServeOptions) -> bool:
+def _index_knowledge(options: VoxServeOptions) -> KnowledgeIndex | None:
     """Index the knowledge documents here, with progress, so the ingress starts on an index
     that is up to date; their paths become absolute (Ray workers run in another directory).
-    False, with the reason printed, when the documents cannot be indexed."""
-    k = options.knowledge
-    if not k.documents:
-        return True
+    The open index, or None, with the reason printed, when the documents cannot be indexed."""
     from voxserve.knowledge.setup import index_path, open_index
 
+    k = options.knowledge
+    assert k.documents is not None
     k.documents = str(Path(k.documents).expanduser().resolve())
     k.index = str(index_path(k).resolve())
     try:
-        open_index(k, _say).close()
+        return open_index(k, _say)
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"knowledge.documents: {exc}", file=sys.stderr)
-        return False
-    return True
+        return None
 
 
 def _options(path: str | None) -> VoxServeOptions | None:
@@ -85,18 +84,17 @@ def index_command(args: argparse.Namespace) -> int:
         print("no documents: give a folder (voxserve index DIR) or set knowledge.documents in the "
               "options file", file=sys.stderr)
         return 2
-    if not _prepare_knowledge(options):
+    if (index := _index_knowledge(options)) is None:
         return 1
-    if args.query:
-        from voxserve.knowledge.setup import open_index
-
-        index = open_index(options.knowledge)
-        for n, hit in enumerate(index.search(args.query, options.knowledge.top_k,
-                                             options.knowledge.search), start=1):
+    try:
+        k = options.knowledge
+        hits = index.search(args.query, k.top_k, k.search) if args.query else []
+        for n, hit in enumerate(hits, start=1):
             where = f"{hit.path}" + (f" / {hit.section}" if hit.section else "")
             print(f"{n}. {where} ({hit.score:.4f})")
             print(textwrap.fill(hit.text, width=100, initial_indent="   ",
                                 subsequent_indent="   "))
+    finally:
         index.close()
     return 0
 
@@ -197,8 +195,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from ray import serve
 
     _prepare_weights(options)
-    if not _prepare_knowledge(options):
-        return 2
+    if options.knowledge.documents:
+        if (index := _index_knowledge(options)) is None:
+            return 2
+        index.close()
     started_ray = args.address is None
     _say("joining Ray at " + args.address if args.address else "starting a local Ray instance")
     init_kwargs: dict[str, Any] = {}

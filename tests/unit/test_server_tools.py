@@ -56,6 +56,14 @@ def ask(text: str) -> list[dict[str, Any]]:
 SEARCH = (TOOL_NAME, '{"query": "Lisbon store hours"}')
 
 
+async def with_client_tool(tr: Any) -> None:
+    """The session gets a tool of the client's own, beside the server's."""
+    tr.push({"type": "session.update", "session": {"type": "realtime", "tools": [{
+        "type": "function", "name": "open_ticket", "description": "open a support ticket",
+        "parameters": {"type": "object", "properties": {"topic": {"type": "string"}}}}]}})
+    await tr.wait_for("session.updated")
+
+
 @pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA, Dialect.VOICE_LIVE])
 async def test_a_search_is_answered_in_the_same_response(dialect: Dialect) -> None:
     pipe = FakePipeline(tokens=["It opens ", "at 9 am ", "on weekdays."])
@@ -160,10 +168,7 @@ async def test_a_model_that_keeps_searching_still_answers() -> None:
     tool = FakeKnowledge()
     _, tr, _, task = await start_session(Dialect.GA, pipe, server_tools=[tool])
     # with a client tool in the session, each step after a search may call again
-    tr.push({"type": "session.update", "session": {"type": "realtime", "tools": [{
-        "type": "function", "name": "open_ticket", "description": "open a support ticket",
-        "parameters": {"type": "object", "properties": {"topic": {"type": "string"}}}}]}})
-    await tr.wait_for("session.updated")
+    await with_client_tool(tr)
     for event in ask("Where is it?"):
         tr.push(event)
     done = await tr.wait_for("response.done")
@@ -237,10 +242,7 @@ async def test_a_client_tool_called_after_a_search_ends_the_response() -> None:
     pipe.scripted_calls = [SEARCH, ("open_ticket", '{"topic": "opening hours"}')]
     tool = FakeKnowledge()
     _, tr, _, task = await start_session(Dialect.GA, pipe, server_tools=[tool])
-    tr.push({"type": "session.update", "session": {"type": "realtime", "tools": [{
-        "type": "function", "name": "open_ticket", "description": "open a support ticket",
-        "parameters": {"type": "object", "properties": {"topic": {"type": "string"}}}}]}})
-    await tr.wait_for("session.updated")
+    await with_client_tool(tr)
     for event in ask("Open a ticket about the Lisbon store's hours"):
         tr.push(event)
     done = await tr.wait_for("response.done")

@@ -310,15 +310,20 @@ class KnowledgeIndex:
                 "SELECT p.id, d.path FROM passages p JOIN documents d ON d.id = p.document"))
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(self, query: str, k: int = 3, mode: SearchMode = "hybrid") -> list[Hit]:
-        """The `k` best passages for `query`: BM25 alone (`lexical`), embeddings alone
-        (`semantic`), or both fused by reciprocal rank (`hybrid`); without an embedder, BM25."""
+    def ranking(self, query: str, mode: SearchMode = "hybrid") -> list[tuple[int, float]]:
+        """(passage id, score), best first, for `query`: BM25 alone (`lexical`), embeddings
+        alone (`semantic`), or both fused by reciprocal rank (`hybrid`); without an embedder,
+        BM25."""
         rankings = []
         if mode != "semantic" or self._embedder is None:
             rankings.append(self._lexical(query, CANDIDATES))
         if mode != "lexical" and self._embedder is not None:
             rankings.append(self._semantic(query, CANDIDATES))
-        best = fuse(rankings)[:k]
+        return fuse(rankings)
+
+    def search(self, query: str, k: int = 3, mode: SearchMode = "hybrid") -> list[Hit]:
+        """The `k` best passages for `query` (`ranking`), with their documents."""
+        best = self.ranking(query, mode)[:k]
         if not best:
             return []
         with self._lock:

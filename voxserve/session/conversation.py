@@ -124,15 +124,24 @@ class Conversation:
                 role = item.role or "user"
                 messages.append({"role": role, "content": text})
             elif item.type == "function_call":
-                messages.append({"role": "assistant", "content": "", "tool_calls": [{
-                    "id": item.call_id, "type": "function",
-                    "function": {"name": item.name, "arguments": item.arguments or "{}"}}]})
+                messages.append(call_message(item))
             else:
-                messages.append({"role": "tool", "tool_call_id": item.call_id,
-                                 "content": item.output or ""})
+                messages.append(result_message(item))
         if pending:
             messages.append({"role": "user", "content": pending})
         return _merge_adjacent(messages)
+
+
+def call_message(item: Item) -> dict[str, Any]:
+    """A `function_call` item as the LLM reads it (OpenAI chat format)."""
+    return {"role": "assistant", "content": "", "tool_calls": [{
+        "id": item.call_id, "type": "function",
+        "function": {"name": item.name, "arguments": item.arguments or "{}"}}]}
+
+
+def result_message(item: Item) -> dict[str, Any]:
+    """A `function_call_output` item as the LLM reads it."""
+    return {"role": "tool", "tool_call_id": item.call_id, "content": item.output or ""}
 
 
 def _merge_adjacent(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -40,7 +40,9 @@ from voxserve.protocol.server_events import (
 from voxserve.protocol.session_config import FunctionTool, ToolChoice, ToolChoiceFunction
 from voxserve.protocol.session_models import InterimResponse
 from voxserve.server_tools import ServerTool, Source, ToolResult, cited
-from voxserve.session.conversation import CONVERSATION_ID, Conversation, SpokenAudio
+from voxserve.session.conversation import (
+    CONVERSATION_ID, Conversation, SpokenAudio, call_message, result_message,
+)
 from voxserve.session.pipeline import Pipeline
 from voxserve.session.outlet import Outlet
 from voxserve.session.speculation import Speculation
@@ -173,7 +175,7 @@ class Response:
         self.usage = Usage()
         self._finish: str = ""
         self._sources: list[Source] | None = None  # what server tools found, once one ran
-        self._asked = ""  # the user's words the server tools answered (not evidence of a source)
+        self._asked = ""  # the user's words this answers (not evidence of a source)
         self._filled = False  # a filler (interim response, preamble) was queued: one at most
         self._opening = asyncio.Lock()
         self._heard_until = 0.0  # when the client finishes playing the messages closed so far
@@ -324,6 +326,9 @@ class Response:
     async def _generate(self) -> None:
         messages = await answer_messages(self.options, self._conversation, self._system_prompt)
         self.timings.context_ready = time.monotonic()
+        # what the user asked: a citation needs words of the source beyond these
+        self._asked = next((content_text(m.get("content")) for m in reversed(messages)
+                            if m.get("role") == "user"), "")
         stream = self._answer(chat_request(self.options, messages, self.id))
         sentences: asyncio.Queue[Piece] = asyncio.Queue()
         chunker = TextChunker()
@@ -340,8 +345,6 @@ class Response:
                     served = [c for c in calls if c.name in self.options.server_tools]
                     if not served or self._finish == "length":
                         break
-                    self._asked = next((content_text(m.get("content")) for m in reversed(messages)
-                                        if m.get("role") == "user"), "")
                     for call in served:
                         messages = [*messages, *await self._run_server_tool(call)]
                     if len(served) < len(calls):  # a client's call ends the response: the
@@ -466,7 +469,7 @@ class Response:
         o = self.options
         previous = ""  # the piece spoken before: its last mark sets the pause before the next
         while (text := await sentences.get()) is not None:
-            if isinstance(text, _EndMessage):  # the preamble's end
+            if isinstance(text, _EndMessage):  # a filler's end
                 if self._message is not None:
                     self._message.cites = False
                 await self._close_message("completed")
@@ -599,10 +602,7 @@ class Response:
             await self._emit(ItemAddedEvent(previous_item_id=previous, item=output))
             await self._emit(ItemDoneEvent(previous_item_id=previous, item=output))
             await self._conversation.announce_evictions(self._emit)
-        return [{"role": "assistant", "content": "", "tool_calls": [{
-                    "id": call.call_id, "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments or "{}"}}]},
-                {"role": "tool", "tool_call_id": call.call_id, "content": result.output}]
+        return [call_message(call), result_message(output)]
 
     def _next_choice(self, step: int) -> ToolChoice:
         """The tool choice of the step after server-tool step `step`. The client's choice was
